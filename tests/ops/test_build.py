@@ -1,0 +1,105 @@
+"""cnnlab.ops.build: cache key, clear failures, one build under concurrency, static CUDA runtime."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from cnnlab.ops import build
+
+
+def test_bad_gpu_choice_is_named():
+    with pytest.raises(build.BuildError, match="gpu must be one of auto, yes, no"):
+        build.plan("maybe")
+
+
+def test_missing_compiler_is_one_clear_message(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(build.shutil, "which", lambda name: None)
+    with pytest.raises(build.BuildError, match=r"no C\+\+ compiler found.*apt-get install g\+\+"):
+        build.plan("no")
+
+
+def test_a_failing_compiler_reports_the_step_and_its_first_errors(monkeypatch, tmp_path):
+    fake = tmp_path / "fake-g++"
+    fake.write_text(
+        textwrap.dedent("""\
+        #!/bin/sh
+        if [ "$1" = "--version" ]; then echo "fake g++ 1.0"; exit 0; fi
+        echo "In file included from somewhere.h:1,"
+        echo "lab_conv_cpu.cc:10:5: error: boom"
+        exit 1
+        """)
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("CXX", str(fake))
+    monkeypatch.setenv("CNNLAB_OPS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(build.BuildError) as error:
+        build.build(gpu="no", quiet=True)
+    message = str(error.value)
+    assert "failed at step `g++ lab_conv_" in message
+    assert "error: boom" in message and "In file included" not in message
+    assert not list((tmp_path / "cache").glob("*.so")), "no half-built library may be left behind"
+
+
+def test_the_cache_key_follows_the_sources(monkeypatch):
+    first = build.plan("no").key
+    monkeypatch.setattr(build, "_source_hash", lambda: "edited")
+    assert build.plan("no").key != first
+    assert build.plan("no").library.name.startswith("lab_conv_cpu_")
+
+
+@pytest.mark.slow
+def test_parallel_first_uses_build_once_and_both_load(tmp_path):
+    env = {**os.environ, "CNNLAB_OPS_CACHE": str(tmp_path)}
+    code = textwrap.dedent("""\
+        from cnnlab.ops import build
+        import cnnlab, numpy as np
+        tf = cnnlab.import_tensorflow()
+        path = build.build(gpu="no")
+        lib = tf.load_op_library(str(path))
+        y = lib.lab_conv2d(tf.ones([1, 4, 4, 1]), tf.ones([3, 3, 1, 1]), strides=[1, 1], padding="VALID")
+        assert np.allclose(y.numpy(), 9.0), y
+        print(path)
+        """)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    results = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (_, err) in zip(workers, results, strict=True):
+        assert worker.returncode == 0, err
+    outputs = "".join(out for out, _ in results)
+    assert outputs.count("compiling the custom convolution op") == 1
+    assert "CPU kernels only (GPU build not requested" in outputs
+    assert len(list(tmp_path.glob("*.so"))) == 1
+    assert not list(tmp_path.glob(".build-*")), "temporary build directories are cleaned up"
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed: no GPU build to check")
+def test_gpu_build_links_the_cuda_runtime_statically_and_runs_cpu_kernels_without_a_gpu():
+    from cnnlab import ops
+
+    plan = build.plan("auto")
+    if not plan.gpu:
+        pytest.skip(plan.why_cpu_only)
+    library = ops.load_library()  # this very process has no GPU: CPU kernels from the GPU-enabled .so
+    path = build.build()
+    assert path == plan.library and "_gpu_" in path.name
+    symbols = subprocess.run(["nm", "-D", str(path)], capture_output=True, text=True, check=True).stdout
+    defined = {line.split()[-1] for line in symbols.splitlines() if " T " in line}
+    undefined = {line.split()[-1] for line in symbols.splitlines() if " U " in line}
+    assert {"cnnlab_conv2d_forward_f32", "cnnlab_conv2d_backprop_filter_f64"} <= defined
+    assert not {s for s in undefined if s.startswith("cuda")}, "CUDA runtime must come from the static copy"
+    import numpy as np
+
+    from cnnlab.env import import_tensorflow
+
+    tf = import_tensorflow()
+    y = library.lab_conv2d(tf.ones([1, 4, 4, 2]), tf.ones([3, 3, 2, 1]), strides=[1, 1], padding="VALID")
+    np.testing.assert_allclose(y, np.full((1, 2, 2, 1), 18.0))

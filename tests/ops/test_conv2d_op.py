@@ -1,0 +1,163 @@
+"""cnnlab.ops.conv2d against tf.nn.conv2d: forward, both gradients, graphs, errors."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnlab import ops
+from cnnlab.env import import_tensorflow
+
+tf = import_tensorflow()
+
+
+@st.composite
+def cases(draw):
+    batch = draw(st.integers(1, 3))
+    height, width = draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    padding = draw(st.sampled_from(["VALID", "SAME"]))
+    limit_h, limit_w = (height, width) if padding == "VALID" else (5, 5)
+    fh, fw = draw(st.integers(1, min(limit_h, 5))), draw(st.integers(1, min(limit_w, 5)))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    c_in, c_out = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**16))
+    return (batch, height, width, c_in), (fh, fw, c_in, c_out), strides, padding, seed
+
+
+def _compare(case, dtype, rtol, atol):
+    x_shape, w_shape, strides, padding, seed = case
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.standard_normal(x_shape), dtype)
+    w = tf.constant(rng.standard_normal(w_shape), dtype)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, w])
+        ours = ops.conv2d(x, w, strides, padding)
+        reference = tf.nn.conv2d(x, w, [1, *strides, 1], padding)
+        upstream = tf.constant(rng.standard_normal(reference.shape), dtype)
+        loss_ours = tf.reduce_sum(ours * upstream)
+        loss_reference = tf.reduce_sum(reference * upstream)
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, rtol=rtol, atol=atol)
+    for got, expected in zip(
+        tape.gradient(loss_ours, [x, w]), tape.gradient(loss_reference, [x, w]), strict=True
+    ):
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+
+
+@settings(max_examples=60)
+@given(cases())
+def test_float64_forward_and_gradients_match_tensorflow(case):
+    _compare(case, tf.float64, rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=60)
+@given(cases())
+def test_float32_forward_and_gradients_match_tensorflow(case):
+    _compare(case, tf.float32, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("strides", "padding"), [((1, 1), "VALID"), ((2, 1), "SAME"), ((2, 3), "SAME")])
+def test_numeric_gradient_agrees_in_float64(strides, padding):
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.standard_normal((2, 6, 5, 2)))
+    w = tf.constant(rng.standard_normal((3, 2, 2, 3)))
+    theoretical, numerical = tf.test.compute_gradient(lambda a, b: ops.conv2d(a, b, strides, padding), [x, w])
+    for t, n in zip(theoretical, numerical, strict=True):
+        np.testing.assert_allclose(t, n, rtol=1e-7, atol=1e-7)
+
+
+def test_second_order_gradients_match_tensorflow():
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.standard_normal((2, 6, 6, 2)))
+    w = tf.constant(rng.standard_normal((3, 3, 2, 2)))
+
+    def grad_norm(conv):
+        with tf.GradientTape() as outer:
+            outer.watch([x, w])
+            with tf.GradientTape() as inner:
+                inner.watch([x, w])
+                y = tf.reduce_sum(tf.sin(conv(x, w)))
+            gx, gw = inner.gradient(y, [x, w])
+            penalty = tf.reduce_sum(gx**2) + tf.reduce_sum(gw**2)
+        return outer.gradient(penalty, [x, w])
+
+    ours = grad_norm(lambda a, b: ops.conv2d(a, b, 2, "SAME"))
+    reference = grad_norm(lambda a, b: tf.nn.conv2d(a, b, 2, "SAME"))
+    for got, expected in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_shapes_infer_inside_tf_function():
+    seen = {}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 3], tf.float32)])
+    def run(x):
+        y = ops.conv2d(x, tf.ones([3, 3, 3, 8]), strides=2, padding="SAME")
+        seen["shape"] = y.shape.as_list()
+        return y
+
+    assert run(tf.ones([4, 28, 28, 3])).shape == (4, 14, 14, 8)
+    assert seen["shape"] == [None, 14, 14, 8]
+
+
+def test_jit_compile_gives_a_clear_error():
+    @tf.function(jit_compile=True)
+    def run(x):
+        return ops.conv2d(x, tf.ones([3, 3, 1, 1]))
+
+    with pytest.raises(RuntimeError, match="cannot run under XLA"):
+        run(tf.ones([1, 5, 5, 1]))
+
+
+def test_empty_batch_gives_empty_output_and_zero_filter_gradient():
+    x = tf.zeros([0, 5, 5, 2])
+    w = tf.ones([3, 3, 2, 4])
+    with tf.GradientTape() as tape:
+        tape.watch(w)
+        y = ops.conv2d(x, w)
+        loss = tf.reduce_sum(y)
+    assert y.shape == (0, 3, 3, 4)
+    np.testing.assert_array_equal(tape.gradient(loss, w), np.zeros([3, 3, 2, 4]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"padding": "FULL"}, ValueError, "padding must be 'VALID' or 'SAME'"),
+        ({"strides": 0}, ValueError, "strides must be positive"),
+        ({"strides": (1, 2, 3)}, ValueError, "strides must be a positive int or a pair"),
+        ({"filters": np.ones((3, 3, 2, 1), np.float32)}, ValueError, "x has 1 channels but filters expect 2"),
+        ({"x": np.ones((5, 5, 1), np.float32)}, ValueError, "x must be rank 4"),
+        ({"x": np.ones((1, 5, 5, 1), np.int32)}, TypeError, "x must be float32 or float64"),
+        ({"filters": tf.ones((3, 3, 1, 1), tf.float64)}, TypeError, "same dtype"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, error, message):
+    arguments = {"x": np.ones((1, 5, 5, 1), np.float32), "filters": np.ones((3, 3, 1, 1), np.float32)}
+    arguments.update(kwargs)
+    with pytest.raises(error, match=message):
+        ops.conv2d(**arguments)
+
+
+def test_the_kernel_itself_validates_what_python_cannot_see():
+    library = ops.load_library()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="input channels \\(3\\) must equal"):
+        library.lab_conv2d(tf.ones([1, 5, 5, 3]), tf.ones([3, 3, 2, 1]), strides=[1, 1], padding="VALID")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="strides must be positive"):
+        library.lab_conv2d(tf.ones([1, 5, 5, 1]), tf.ones([3, 3, 1, 1]), strides=[0, 1], padding="VALID")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must fit inside the input"):
+        library.lab_conv2d(tf.ones([1, 2, 2, 1]), tf.ones([3, 3, 1, 1]), strides=[1, 1], padding="VALID")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="out_backprop has shape"):
+        library.lab_conv2d_backprop_input(
+            [1, 5, 5, 1], tf.ones([3, 3, 1, 1]), tf.ones([1, 2, 2, 1]), strides=[1, 1], padding="VALID"
+        )
+
+
+def test_it_is_not_tf_nn_conv2d_in_disguise():
+    @tf.function
+    def run(x, w):
+        return ops.conv2d(x, w)
+
+    graph = run.get_concrete_function(tf.TensorSpec([1, 5, 5, 1]), tf.TensorSpec([3, 3, 1, 1])).graph
+    types = {op.type for op in graph.get_operations()}
+    assert "LabConv2D" in types and "Conv2D" not in types
