@@ -1,0 +1,102 @@
+"""The CUDA kernels without TensorFlow: build ``lab_conv_kernels.cu`` alone, call it with ctypes.
+
+Used by ``tests/gpu/`` and ``benchmarks/bench_conv.py --device gpu`` on a GPU
+machine where TensorFlow may be missing. Device memory comes from whichever
+array library is installed (PyTorch or CuPy); this module only passes raw
+device pointers and a ``cudaStream_t``.
+
+Shapes, as in the op: x (batch, in_h, in_w, in_c), w (fh, fw, in_c, out_c),
+y (batch, out_h, out_w, out_c).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from cnnlab.conv import output_size, padding_amounts
+from cnnlab.ops.build import CUDA_ARCHS, KERNELS, BuildError, _find_nvcc, cache_dir
+
+__all__ = ["CudaKernels", "Geometry", "build_standalone", "geometry"]
+
+_FIELDS = (
+    "batch", "in_h", "in_w", "in_c", "filter_h", "filter_w", "out_c",
+    "stride_h", "stride_w", "pad_top", "pad_left", "out_h", "out_w",
+)  # fmt: skip
+
+
+class Geometry(ctypes.Structure):
+    """Mirror of ``cnnlab::ConvGeometry`` (conv_geometry.h): 13 int64 fields in order."""
+
+    _fields_ = [(name, ctypes.c_int64) for name in _FIELDS]
+
+
+def geometry(x_shape, w_shape, strides=(1, 1), padding: str = "VALID") -> Geometry:
+    """The geometry of ``conv2d(x, w, strides, padding)`` with TensorFlow's padding rules."""
+    batch, in_h, in_w, in_c = x_shape
+    fh, fw, w_in_c, out_c = w_shape
+    if in_c != w_in_c:
+        raise ValueError(f"x has {in_c} channels but w expects {w_in_c}")
+    sh, sw = strides
+    pad = padding.lower()
+    (top, _), (left, _) = padding_amounts(in_h, fh, sh, pad), padding_amounts(in_w, fw, sw, pad)
+    out_h = output_size(in_h, fh, sh, pad, strict=False)
+    out_w = output_size(in_w, fw, sw, pad, strict=False)
+    return Geometry(batch, in_h, in_w, in_c, fh, fw, out_c, sh, sw, top, left, out_h, out_w)
+
+
+def build_standalone(out_dir: Path | None = None) -> Path:
+    """Compile the .cu file alone into a shared library (static CUDA runtime); return its path."""
+    nvcc = _find_nvcc()
+    if nvcc is None:
+        raise BuildError("nvcc not found: the standalone CUDA kernels need the CUDA toolkit")
+    source = KERNELS / "lab_conv_kernels.cu"
+    digest = hashlib.sha256(source.read_bytes() + (KERNELS / "conv_geometry.h").read_bytes()).hexdigest()[:16]
+    out_dir = Path(out_dir) if out_dir else cache_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"lab_conv_kernels_standalone_{digest}.so"
+    if target.is_file():
+        return target
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS]
+    staged = target.with_suffix(f".{os.getpid()}.tmp")
+    argv = [nvcc, "-shared", "-std=c++17", "-O3", "-Xcompiler", "-fPIC", *gencode, "-I", str(KERNELS),
+            str(source), "-o", str(staged)]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        errors = [line for line in (done.stdout + done.stderr).splitlines() if "error" in line.lower()]
+        raise BuildError("nvcc failed on lab_conv_kernels.cu:\n    " + "\n    ".join(errors[:12]))
+    os.replace(staged, target)
+    return target
+
+
+class CudaKernels:
+    """ctypes bindings of the six launchers; pointers are plain ints (device addresses)."""
+
+    _PASSES = ("forward", "backprop_input", "backprop_filter")
+
+    def __init__(self, path: Path | None = None):
+        self.lib = ctypes.CDLL(str(path or build_standalone()))
+        for name in self._PASSES:
+            for suffix in ("f32", "f64"):
+                fn = getattr(self.lib, f"cnnlab_conv2d_{name}_{suffix}")
+                fn.argtypes = [ctypes.POINTER(Geometry)] + [ctypes.c_void_p] * 4
+                fn.restype = ctypes.c_int
+        self.lib.cnnlab_cuda_error_string.argtypes = [ctypes.c_int]
+        self.lib.cnnlab_cuda_error_string.restype = ctypes.c_char_p
+
+    def error_string(self, code: int) -> str:
+        return self.lib.cnnlab_cuda_error_string(code).decode()
+
+    def run(self, name: str, dtype: str, g: Geometry, a: int, b: int, out: int, stream: int = 0) -> None:
+        """Launch pass ``name`` (forward: a=x, b=w; backprop_input: a=w, b=dy; backprop_filter: a=x, b=dy)."""
+        if name not in self._PASSES:
+            raise ValueError(f"name must be one of {', '.join(self._PASSES)}, got {name!r}")
+        suffix = {"float32": "f32", "float64": "f64"}.get(dtype)
+        if suffix is None:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        code = getattr(self.lib, f"cnnlab_conv2d_{name}_{suffix}")(ctypes.byref(g), a, b, out, stream)
+        if code != 0:
+            raise RuntimeError(f"CUDA launch of {name} failed: {self.error_string(code)}")

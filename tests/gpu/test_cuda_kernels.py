@@ -1,0 +1,179 @@
+"""The CUDA kernels on their own, against a float64 NumPy reference.
+
+Runs on a machine with an NVIDIA GPU and nvcc, TensorFlow optional: the .cu
+file is built alone (cnnlab.ops.standalone) and called through ctypes on GPU
+memory from PyTorch or CuPy. Skipped where there is no GPU.
+
+    python -m pytest tests/gpu -m gpu -v
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from cnnlab.conv import padding_amounts
+
+pytestmark = pytest.mark.gpu
+
+
+def _array_library():
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "torch"
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return "cupy"
+    except Exception:  # noqa: BLE001 -- no CuPy or no device: skip below
+        pass
+    return None
+
+
+LIBRARY = _array_library()
+needs_gpu = pytest.mark.skipif(
+    LIBRARY is None or shutil.which("nvcc") is None, reason="needs an NVIDIA GPU, nvcc, and PyTorch or CuPy"
+)
+
+
+class Device:
+    """Moves NumPy arrays to and from GPU memory with the installed library."""
+
+    def __init__(self, name):
+        self.name = name
+        if name == "torch":
+            import torch
+
+            self.torch = torch
+        else:
+            import cupy
+
+            self.cupy = cupy
+
+    def put(self, array):
+        if self.name == "torch":
+            return self.torch.from_numpy(np.ascontiguousarray(array)).cuda()
+        return self.cupy.asarray(np.ascontiguousarray(array))
+
+    def empty(self, shape, dtype):
+        if self.name == "torch":
+            return self.torch.empty(shape, dtype=getattr(self.torch, dtype), device="cuda")
+        return self.cupy.empty(shape, dtype=dtype)
+
+    def pointer(self, array):
+        return array.data_ptr() if self.name == "torch" else array.data.ptr
+
+    def stream(self):
+        if self.name == "torch":
+            return self.torch.cuda.current_stream().cuda_stream
+        return self.cupy.cuda.get_current_stream().ptr
+
+    def get(self, array):
+        if self.name == "torch":
+            self.torch.cuda.synchronize()
+            return array.cpu().numpy()
+        self.cupy.cuda.get_current_stream().synchronize()
+        return self.cupy.asnumpy(array)
+
+
+def reference(x, w, dy, strides, padding):
+    """y, dx, dw in float64 by im2col: an implementation independent of the CUDA one."""
+    n, h, wd, c = x.shape
+    fh, fw, _, k = w.shape
+    (top, bottom), (left, right) = (
+        padding_amounts(h, fh, strides[0], padding.lower()),
+        padding_amounts(wd, fw, strides[1], padding.lower()),
+    )
+    xp = np.pad(x, [(0, 0), (top, bottom), (left, right), (0, 0)])
+    out_h = (h + top + bottom - fh) // strides[0] + 1
+    out_w = (wd + left + right - fw) // strides[1] + 1
+    rows, cols = np.meshgrid(np.arange(out_h) * strides[0], np.arange(out_w) * strides[1], indexing="ij")
+    taps_y, taps_x = np.meshgrid(np.arange(fh), np.arange(fw), indexing="ij")
+    iy = rows[..., None, None] + taps_y  # (out_h, out_w, fh, fw)
+    ix = cols[..., None, None] + taps_x
+    patches = xp[:, iy, ix, :]  # (n, out_h, out_w, fh, fw, c)
+    matrix = patches.reshape(n * out_h * out_w, fh * fw * c)
+    y = (matrix @ w.reshape(-1, k)).reshape(n, out_h, out_w, k)
+    dy_matrix = dy.reshape(-1, k)
+    dw = (matrix.T @ dy_matrix).reshape(w.shape)
+    dpatches = (dy_matrix @ w.reshape(-1, k).T).reshape(patches.shape)
+    dxp = np.zeros_like(xp)
+    np.add.at(dxp, (slice(None), iy, ix, slice(None)), dpatches)
+    dx = dxp[:, top : top + h, left : left + wd, :]
+    return y, dx, dw
+
+
+# The same shapes as the CPU tests' corners, plus the benchmark's layers.
+CASES = [
+    ((2, 7, 9, 3), (3, 2, 3, 4), (1, 1), "VALID"),
+    ((3, 8, 7, 2), (3, 3, 2, 5), (2, 3), "SAME"),
+    ((1, 5, 5, 1), (4, 4, 1, 2), (2, 2), "SAME"),
+    ((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), "VALID"),
+    ((4, 10, 10, 4), (5, 5, 4, 3), (3, 1), "SAME"),
+    ((8, 28, 28, 1), (3, 3, 1, 32), (1, 1), "VALID"),
+    ((8, 28, 28, 32), (3, 3, 32, 64), (1, 1), "SAME"),
+    ((2, 56, 56, 64), (3, 3, 64, 64), (1, 1), "SAME"),
+    ((2, 17, 13, 70), (3, 3, 70, 65), (2, 2), "SAME"),  # not multiples of the 64x64 tile
+]
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("x_shape", "w_shape", "strides", "padding"), CASES)
+def test_kernels_match_the_float64_reference(dtype, x_shape, w_shape, strides, padding):
+    from cnnlab.ops.standalone import CudaKernels, geometry
+
+    kernels = CudaKernels()
+    device = Device(LIBRARY)
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    g = geometry(x_shape, w_shape, strides, padding)
+    dy = rng.standard_normal((g.batch, g.out_h, g.out_w, g.out_c))
+    y_ref, dx_ref, dw_ref = reference(x, w, dy, strides, padding)
+    tolerance = {"float64": 1e-10, "float32": 1e-4}[dtype]
+    xd, wd, dyd = (device.put(a.astype(dtype)) for a in (x, w, dy))
+    outputs = {
+        "forward": (xd, wd, device.empty(y_ref.shape, dtype), y_ref),
+        "backprop_input": (wd, dyd, device.empty(x_shape, dtype), dx_ref),
+        "backprop_filter": (xd, dyd, device.empty(w_shape, dtype), dw_ref),
+    }
+    for name, (a, b, out, expected) in outputs.items():
+        kernels.run(
+            name, dtype, g, device.pointer(a), device.pointer(b), device.pointer(out), device.stream()
+        )
+        scale = max(1.0, float(np.abs(expected).max()))
+        np.testing.assert_allclose(
+            device.get(out), expected, rtol=tolerance, atol=tolerance * scale, err_msg=f"{name} {dtype}"
+        )
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+def test_standalone_library_builds_and_binds_without_a_gpu(tmp_path):
+    """Runs wherever nvcc is (CI included): the .cu compiles alone and exports the C API."""
+    from cnnlab.ops.standalone import CudaKernels, build_standalone
+
+    kernels = CudaKernels(build_standalone(tmp_path))
+    assert kernels.error_string(0) == "no error"
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+        kernels.run("forward", "float16", None, 0, 0, 0)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "strides", "padding"), CASES[:5])
+def test_the_reference_itself_is_right(x_shape, w_shape, strides, padding):
+    """Checked on any machine: y against cnnlab.conv, dx and dw by the adjoint identity."""
+    from cnnlab.conv import conv2d
+
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y_check = conv2d(x, w, stride=strides, padding=padding.lower(), strict=False)
+    dy = rng.standard_normal(y_check.shape)
+    y, dx, dw = reference(x, w, dy, strides, padding)
+    np.testing.assert_allclose(y, y_check, atol=1e-10)
+    # y is linear in x and in w: <dy, y> = <dx, x> = <dw, w>
+    np.testing.assert_allclose(np.vdot(dy, y), np.vdot(dx, x), rtol=1e-10)
+    np.testing.assert_allclose(np.vdot(dy, y), np.vdot(dw, w), rtol=1e-10)
