@@ -1,0 +1,231 @@
+"""Speed of cnnlab's convolution op against the library's own, measured in one run.
+
+    python benchmarks/bench_conv.py                 # CPU: our op vs tf.nn.conv2d (oneDNN)
+    python benchmarks/bench_conv.py --device gpu    # GPU: our CUDA kernels vs cuDNN (PyTorch)
+
+For each layer (3x3 filters, batch 128) it prints GFLOP/s of the forward pass,
+the input gradient and the filter gradient, ours and the reference, and the
+ratio ours / reference. On the CPU it then times one training epoch of the
+MNIST convnet on 4,000 images with LabConv2D and with keras.layers.Conv2D.
+
+Targets on a 2-core CPU: forward >= 0.5x tf.nn.conv2d on 28x28x32->64, and the
+LabConv2D epoch <= 1.5x the Conv2D epoch. Each figure is the median of
+--repeats timed runs after warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+LAYERS = [  # (name, (batch, h, w, c_in), (fh, fw, c_in, c_out), padding)
+    ("28x28x1->32 VALID", (128, 28, 28, 1), (3, 3, 1, 32), "VALID"),
+    ("28x28x32->64 SAME", (128, 28, 28, 32), (3, 3, 32, 64), "SAME"),
+    ("56x56x64->64 SAME", (128, 56, 56, 64), (3, 3, 64, 64), "SAME"),
+]
+TARGET_FORWARD_LAYER = "28x28x32->64 SAME"
+TARGET_FORWARD_RATIO = 0.5
+TARGET_EPOCH_RATIO = 1.5
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def flops(x_shape, w_shape, padding) -> float:
+    """Multiply-adds x 2 of one pass (the three passes cost the same)."""
+    batch, h, w, _ = x_shape
+    fh, fw, c_in, c_out = w_shape
+    out_h, out_w = (h, w) if padding == "SAME" else (h - fh + 1, w - fw + 1)
+    return 2.0 * batch * out_h * out_w * fh * fw * c_in * c_out
+
+
+def print_row(layer, passname, ours_s, theirs_s, work):
+    ours, theirs = work / ours_s / 1e9, work / theirs_s / 1e9
+    print(f"{layer:<20} {passname:<16} {ours:>9.1f} {theirs:>11.1f} {ours / theirs:>7.2f}x", flush=True)
+    return ours / theirs
+
+
+def _cpu_passes(tf, ops, x_shape, w_shape, padding):
+    """{pass: (ours, tf)} for one layer, each a traced tf.function of no arguments."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal(x_shape), tf.float32)
+    w = tf.constant(rng.standard_normal(w_shape), tf.float32)
+    dy = tf.constant(rng.standard_normal(tf.nn.conv2d(x, w, 1, padding).shape), tf.float32)
+    x_size, w_size = tf.constant(x_shape), tf.constant(w_shape)
+    passes = {
+        "forward": (
+            tf.function(lambda: ops.conv2d(x, w, 1, padding)),
+            tf.function(lambda: tf.nn.conv2d(x, w, 1, padding)),
+        ),
+        "input gradient": (
+            tf.function(lambda: ops.conv2d_backprop_input(x_size, w, dy, 1, padding)),
+            tf.function(lambda: tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=x_size, filter=w, out_backprop=dy, strides=[1, 1, 1, 1], padding=padding)),
+        ),
+        "filter gradient": (
+            tf.function(lambda: ops.conv2d_backprop_filter(x, w_size, dy, 1, padding)),
+            tf.function(lambda: tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=w_size, out_backprop=dy, strides=[1, 1, 1, 1], padding=padding)),
+        ),
+    }  # fmt: skip
+    return passes
+
+
+def cpu_layers(repeats: int) -> dict[str, float]:
+    from cnnlab import ops
+    from cnnlab.env import import_tensorflow
+
+    tf = import_tensorflow()
+    ops.load_library()
+    ratios = {}
+    print(f"{'layer':<20} {'pass':<16} {'ours GF/s':>9} {'tf GF/s':>11} {'ratio':>8}")
+    for name, x_shape, w_shape, padding in LAYERS:
+        passes = _cpu_passes(tf, ops, x_shape, w_shape, padding)
+        for passname, (ours, theirs) in passes.items():
+            np.testing.assert_allclose(
+                ours(), theirs(), rtol=2e-3, atol=2e-3 * np.sqrt(w_shape[0] * w_shape[1] * w_shape[2])
+            )
+            ratio = print_row(name, passname, median_seconds(ours, repeats), median_seconds(theirs, repeats),
+                              flops(x_shape, w_shape, padding))  # fmt: skip
+            ratios[f"{name} {passname}"] = ratio
+    return ratios
+
+
+def mnist_epoch(repeats: int) -> float:
+    """Seconds per epoch of the MNIST convnet with LabConv2D vs Conv2D, and their ratio."""
+    from cnnlab.env import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    from cnnlab.data import load_mnist
+    from cnnlab.layers import LabConv2D
+
+    split = load_mnist(quiet=True)
+    x, y = split.x_train[:4000], split.y_train[:4000]
+
+    def convnet(conv):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([
+            keras.Input((28, 28, 1)),
+            conv(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            conv(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(10, activation="softmax"),
+        ])  # fmt: skip
+        model.compile("adam", "sparse_categorical_crossentropy", jit_compile=False)
+        model.fit(x, y, batch_size=128, epochs=1, verbose=0)  # trace and warm up
+        return model
+
+    models = {"LabConv2D": convnet(LabConv2D), "keras Conv2D": convnet(keras.layers.Conv2D)}
+    seconds = {}
+    for _ in range(repeats):  # interleaved, so drift on a shared machine hits both alike
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+            seconds.setdefault(name, []).append(time.perf_counter() - start)
+    ours, theirs = (statistics.median(seconds[n]) for n in models)
+    print(f"\nMNIST convnet, one epoch on {len(x):,} images (batch 128, median of {repeats}):")
+    print(f"  LabConv2D {ours:.2f} s   keras Conv2D {theirs:.2f} s   ratio {ours / theirs:.2f}x"
+          f" (target <= {TARGET_EPOCH_RATIO}x)")  # fmt: skip
+    return ours / theirs
+
+
+def _gpu_passes(torch, functional, kernels, stream, x_shape, w_shape, padding):
+    """{pass: (ours, cuDNN)} for one layer, each a function of no arguments."""
+    from cnnlab.ops.standalone import geometry
+
+    g = geometry(x_shape, w_shape, (1, 1), padding)
+    x = torch.randn(x_shape, device="cuda")
+    w = torch.randn(w_shape, device="cuda")
+    y = torch.empty((g.batch, g.out_h, g.out_w, g.out_c), device="cuda")
+    dy, dx, dw = torch.randn_like(y), torch.empty_like(x), torch.empty_like(w)
+    # cuDNN in its preferred layout (NCHW / OIHW); padding 1 = SAME for 3x3 stride 1.
+    xc = x.permute(0, 3, 1, 2).contiguous().requires_grad_()
+    wc = w.permute(3, 2, 0, 1).contiguous().requires_grad_()
+    pad = 1 if padding == "SAME" else 0
+    dyc = dy.permute(0, 3, 1, 2).contiguous()
+
+    def ours(passname, a, b, out):
+        return lambda: kernels.run(passname, "float32", g, a.data_ptr(), b.data_ptr(), out.data_ptr(), stream)
+
+    rows = {
+        "forward": (ours("forward", x, w, y), lambda: functional.conv2d(xc, wc, padding=pad)),
+        "input gradient": (ours("backprop_input", w, dy, dx),
+                           lambda: torch.nn.grad.conv2d_input(xc.shape, wc, dyc, padding=pad)),
+        "filter gradient": (ours("backprop_filter", x, dy, dw),
+                            lambda: torch.nn.grad.conv2d_weight(xc, wc.shape, dyc, padding=pad)),
+    }  # fmt: skip
+    return rows
+
+
+def gpu_layers(repeats: int) -> None:
+    """Our CUDA kernels (standalone, ctypes) against cuDNN through PyTorch."""
+    try:
+        import torch
+        import torch.nn.functional as functional
+    except ImportError:
+        sys.exit("--device gpu compares against cuDNN through PyTorch: pip install torch")
+    if not torch.cuda.is_available():
+        sys.exit("--device gpu needs an NVIDIA GPU visible to PyTorch")
+    from cnnlab.ops.standalone import CudaKernels
+
+    kernels = CudaKernels()
+    torch.backends.cudnn.benchmark = True
+    print(f"device: {torch.cuda.get_device_name()}")
+    print(f"{'layer':<20} {'pass':<16} {'ours GF/s':>9} {'cuDNN GF/s':>11} {'ratio':>8}")
+    stream = torch.cuda.current_stream().cuda_stream
+
+    def timed(fn):
+        def run():
+            fn()
+            torch.cuda.synchronize()
+
+        return median_seconds(run, repeats, warmup=3)
+
+    for name, x_shape, w_shape, padding in LAYERS:
+        rows = _gpu_passes(torch, functional, kernels, stream, x_shape, w_shape, padding)
+        work = flops(x_shape, w_shape, padding)
+        for passname, (mine, reference) in rows.items():
+            print_row(name, passname, timed(mine), timed(reference), work)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per figure (median)")
+    parser.add_argument("--skip-epoch", action="store_true", help="CPU: skip the MNIST training epoch")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.device == "gpu":
+        gpu_layers(args.repeats)
+        return 0
+    ratios = cpu_layers(args.repeats)
+    forward = ratios[f"{TARGET_FORWARD_LAYER} forward"]
+    verdict = "meets" if forward >= TARGET_FORWARD_RATIO else "misses"
+    print(f"\nforward on {TARGET_FORWARD_LAYER}: {forward:.2f}x tf.nn.conv2d "
+          f"({verdict} the {TARGET_FORWARD_RATIO}x target)")  # fmt: skip
+    if not args.skip_epoch:
+        mnist_epoch(max(3, args.repeats // 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
