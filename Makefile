@@ -14,7 +14,8 @@ LESSONS := $(wildcard notebooks/*.ipynb)
 .PHONY: lab test setup ops lint pytest bench
 
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	@mkdir -p notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: setup
 	@echo "== lint"
