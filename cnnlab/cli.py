@@ -7,7 +7,9 @@ cnnlab build-ops    build the custom convolution op ahead of time
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -30,6 +32,60 @@ def _build_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _assign(args: argparse.Namespace) -> int:
+    from cnnlab.grading import assign  # noqa: PLC0415
+    from cnnlab.grading.source import SourceError  # noqa: PLC0415
+
+    try:
+        if args.check:
+            stale = assign.check(args.source_dir, args.out_dir).stale
+            for line in stale:
+                print(line)
+            if stale:
+                print(f"{len(stale)} student version(s) out of date: run `cnnlab assign`", file=sys.stderr)
+                return 1
+            print(f"{args.out_dir} is in sync with {args.source_dir}")
+            return 0
+        written = assign.assign(args.source_dir, args.out_dir).written
+    except (SourceError, FileNotFoundError) as error:
+        print(f"cnnlab assign: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(written)} student version(s) into {args.out_dir}")
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from cnnlab.grading.execute import Limits  # noqa: PLC0415
+    from cnnlab.grading.grade import GradeRun, grade  # noqa: PLC0415
+    from cnnlab.grading.source import SourceError  # noqa: PLC0415
+
+    limits = Limits(cell_seconds=args.timeout, notebook_seconds=args.notebook_timeout, memory_mb=args.memory_mb,
+                    output_bytes=args.max_output)  # fmt: skip
+    run = GradeRun(source=args.source, out=args.out, limits=limits, workers=args.workers, seed=args.seed,
+                   sandbox={"auto": None, "yes": True, "no": False}[args.sandbox])  # fmt: skip
+    try:
+        results = grade(args.submissions, run)
+    except (SourceError, FileNotFoundError) as error:
+        print(f"cnnlab grade: {error}", file=sys.stderr)
+        return 1
+    statuses: dict[str, int] = {}
+    for result in results:
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+    print(f"graded {len(results)} submission(s) ({summary}) -> {args.out}/grades.csv")
+    return 0
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="cnnlab", description="cnnlab: coursework on convolutional neural networks"
@@ -48,6 +104,33 @@ def parser() -> argparse.ArgumentParser:
         help="build the CUDA kernels: auto (when nvcc and a CUDA build of TensorFlow are present), yes, no",
     )
     build_ops.set_defaults(run=_build_ops)
+
+    assign = commands.add_parser("assign", help="generate student versions from the assignment sources")
+    assign.add_argument("source_dir", nargs="?", type=Path, default=Path("solutions"))
+    assign.add_argument("out_dir", nargs="?", type=Path, default=Path("exercises"))
+    assign.add_argument("--check", action="store_true", help="exit non-zero if out_dir is out of date")
+    assign.set_defaults(run=_assign)
+
+    grade = commands.add_parser("grade", help="grade submissions (notebooks or nbgrader submitted/ folders)")
+    grade.add_argument("submissions", nargs="+", type=Path, help="notebooks or folders of notebooks")
+    grade.add_argument(
+        "--source", type=Path, default=Path("solutions"), help="assignment sources (solutions/)"
+    )
+    grade.add_argument("--out", type=Path, default=Path("grades"), help="where grades and feedback go")
+    grade.add_argument(
+        "--workers", type=_positive(int), default=os.cpu_count() or 1, help="kernels side by side"
+    )
+    grade.add_argument("--timeout", type=_positive(float), default=60.0, help="seconds per cell (default 60)")
+    grade.add_argument("--notebook-timeout", type=_positive(float), default=300.0,
+                       help="seconds per notebook (default 300)")  # fmt: skip
+    grade.add_argument("--memory-mb", type=_positive(int), default=4096, help="memory ceiling per kernel")
+    grade.add_argument(
+        "--max-output", type=_positive(int), default=1_000_000, help="output bytes kept per notebook"
+    )
+    grade.add_argument("--seed", type=int, default=None, help="seed of hidden-test inputs (default: random)")
+    grade.add_argument("--sandbox", choices=["auto", "yes", "no"], default="auto",
+                       help="run kernels in bubblewrap: auto (when installed), yes, no")  # fmt: skip
+    grade.set_defaults(run=_grade)
     return top
 
 

@@ -1,0 +1,127 @@
+"""``cnnlab assign``: generate student versions from the instructor sources.
+
+The transformation is nbgrader's own (its ``LockCells``, ``ClearSolutions``,
+``ClearOutput``, ``ClearHiddenTests``, ``ClearMarkScheme`` and
+``ComputeChecksums`` preprocessors, in the order ``nbgrader
+generate_assignment`` applies them), followed by a normalisation that makes
+the output byte-identical run to run: no execution counts or outputs,
+notebook metadata reduced to the kernelspec and language, cell metadata
+reduced to what nbgrader and JupyterLab read, nbformat 4.5 cell ids kept
+from the source (so the grader can match cells back).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from cnnlab.grading.source import read_notebook, validate
+
+__all__ = ["AssignResult", "assign", "check", "student_version", "render"]
+
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+CELL_METADATA_KEPT = ("nbgrader", "deletable", "editable", "tags")
+
+
+def _preprocessors():
+    from nbgrader.preprocessors import (  # noqa: PLC0415 -- nbgrader is slow to import
+        ClearHiddenTests,
+        ClearMarkScheme,
+        ClearOutput,
+        ClearSolutions,
+        ComputeChecksums,
+        LockCells,
+    )
+
+    return [
+        LockCells(),
+        ClearSolutions(),
+        ClearOutput(),
+        ClearHiddenTests(),
+        ClearMarkScheme(),
+        ComputeChecksums(),
+    ]
+
+
+def normalise(nb) -> None:
+    """Strip what varies between runs or machines, in place."""
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC, "language_info": {"name": "python"}})
+    for cell in nb.cells:
+        cell.metadata = nbformat.from_dict(
+            {k: cell.metadata[k] for k in CELL_METADATA_KEPT if k in cell.metadata}
+        )
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        if "attachments" in cell and not cell.attachments:
+            del cell["attachments"]
+
+
+def student_version(source_nb, name: str = "notebook"):
+    """The student version of a validated source notebook (a new object)."""
+    validate(source_nb, name)
+    nb = copy.deepcopy(source_nb)
+    nbformat.validator.normalize(nb)
+    resources: dict = {}
+    for preprocessor in _preprocessors():
+        nb, resources = preprocessor.preprocess(nb, resources)
+    normalise(nb)
+    return nb
+
+
+def render(nb) -> str:
+    return nbformat.writes(nb) + "\n"
+
+
+@dataclass
+class AssignResult:
+    written: list[Path]
+    stale: list[str]  # for --check: files that differ, are missing, or should not be there
+
+
+def _sources(source_dir: Path) -> list[Path]:
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"source directory {source_dir} does not exist")
+    return sorted(source_dir.glob("*.ipynb"))
+
+
+def _expected(source_dir: Path) -> dict[str, str]:
+    return {
+        path.name: render(student_version(read_notebook(path), str(path))) for path in _sources(source_dir)
+    }
+
+
+def assign(source_dir: Path, out_dir: Path) -> AssignResult:
+    """Write a student version of every ``source_dir/*.ipynb`` into ``out_dir``."""
+    expected = _expected(source_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in expected.items():
+        target = out_dir / name
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
+        written.append(target)
+    return AssignResult(written, [])
+
+
+def check(source_dir: Path, out_dir: Path) -> AssignResult:
+    """Compare ``out_dir`` with what :func:`assign` would write; list what differs."""
+    expected = _expected(source_dir)
+    stale = []
+    for name, text in expected.items():
+        target = out_dir / name
+        if not target.is_file():
+            stale.append(f"{target}: missing")
+        elif target.read_text(encoding="utf-8") != text:
+            stale.append(f"{target}: differs from its source {source_dir / name}")
+    if out_dir.is_dir():
+        stale += [
+            f"{p}: has no source in {source_dir}"
+            for p in sorted(out_dir.glob("*.ipynb"))
+            if p.name not in expected
+        ]
+    return AssignResult([], stale)

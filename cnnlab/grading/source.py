@@ -1,0 +1,175 @@
+"""The assignment source format: nbgrader's, read and validated.
+
+A source notebook (``solutions/NN_*.ipynb``) marks cells with metadata
+``{"nbgrader": {"schema_version": 3, "grade": bool, "solution": bool,
+"locked": bool, "grade_id": str, "points": number, "task": false}}``:
+
+=======================  ======  ========  ===========================================
+cell kind                grade   solution  meaning
+=======================  ======  ========  ===========================================
+answer (solution)        false   true      student writes code/markdown here
+autograded test          true    false     tests; may hold ``### BEGIN HIDDEN TESTS``
+manually graded answer   true    true      a written answer worth points
+read-only                false   false     locked=true: instructions the student keeps
+=======================  ======  ========  ===========================================
+
+Inside cells, ``### BEGIN SOLUTION`` / ``### END SOLUTION`` delimit the
+instructor's answer and ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS``
+the tests students never see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+__all__ = [
+    "BEGIN_HIDDEN",
+    "BEGIN_SOLUTION",
+    "END_HIDDEN",
+    "END_SOLUTION",
+    "SourceError",
+    "cell_key",
+    "grade_cells",
+    "is_grade",
+    "is_locked",
+    "is_solution",
+    "meta",
+    "read_notebook",
+    "validate",
+]
+
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+
+
+class SourceError(ValueError):
+    """A malformed assignment source; the message names the notebook and cell."""
+
+
+def meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def is_grade(cell) -> bool:
+    return bool(meta(cell).get("grade", False))
+
+
+def is_solution(cell) -> bool:
+    return bool(meta(cell).get("solution", False))
+
+
+def is_locked(cell) -> bool:
+    m = meta(cell)
+    return bool(m.get("locked", False)) or (bool(m.get("grade", False)) and not m.get("solution", False))
+
+
+def cell_key(cell) -> str:
+    """How a cell is matched between source and submission: grade_id, else the cell id."""
+    grade_id = meta(cell).get("grade_id")
+    return f"grade_id:{grade_id}" if grade_id else f"id:{cell.get('id', '')}"
+
+
+def grade_cells(nb) -> list:
+    return [cell for cell in nb.cells if is_grade(cell)]
+
+
+def read_notebook(path: str | Path):
+    """Read a notebook as nbformat 4 (upgrading older minor versions)."""
+    return nbformat.read(str(path), as_version=4)
+
+
+def _describe(index: int, cell) -> str:
+    grade_id = meta(cell).get("grade_id")
+    return f"cell {index} ({cell.cell_type}{', grade_id ' + repr(grade_id) if grade_id else ''})"
+
+
+def _marker_problems(lines: Iterable[str], begin: str, end: str) -> str | None:
+    depth = 0
+    for line in lines:
+        if begin in line:
+            if depth:
+                return f"nested {begin!r}"
+            depth = 1
+        elif end in line:
+            if not depth:
+                return f"{end!r} without a matching {begin!r}"
+            depth = 0
+    return f"{begin!r} is never closed by {end!r}" if depth else None
+
+
+def validate(nb, name: str = "notebook") -> None:
+    """Raise :class:`SourceError` unless ``nb`` is a well-formed assignment source.
+
+    Checks: every nbgrader cell has a ``grade_id``, unique in the notebook;
+    ``points`` only on grade cells, and a non-negative number there;
+    solution and hidden-test markers balanced and in the right kind of
+    cell; every code solution cell contains a solution region (otherwise
+    the student version would give the answer away or replace the whole
+    cell silently); at least one grade cell.
+    """
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for index, cell in enumerate(nb.cells):
+        where = _describe(index, cell)
+        m = meta(cell)
+        lines = cell.source.splitlines()
+        for begin, end in ((BEGIN_SOLUTION, END_SOLUTION), (BEGIN_HIDDEN, END_HIDDEN)):
+            problem = _marker_problems(lines, begin, end)
+            if problem:
+                problems.append(f"{where}: unbalanced markers: {problem}")
+        has_solution = any(BEGIN_SOLUTION in line for line in lines)
+        has_hidden = any(BEGIN_HIDDEN in line for line in lines)
+        if not m:
+            if has_solution or has_hidden:
+                problems.append(
+                    f"{where}: has markers but no nbgrader metadata (make it a solution or test cell)"
+                )
+            continue
+        if m.get("schema_version", 3) != 3:
+            problems.append(f"{where}: nbgrader schema_version must be 3, got {m.get('schema_version')!r}")
+        grade_id = m.get("grade_id")
+        if not grade_id or not isinstance(grade_id, str):
+            problems.append(f"{where}: missing grade_id")
+        elif grade_id in seen:
+            problems.append(f"{where}: duplicate grade_id {grade_id!r} (also cell {seen[grade_id]})")
+        else:
+            seen[grade_id] = index
+        grade, solution = bool(m.get("grade")), bool(m.get("solution"))
+        if "points" in m and not grade:
+            problems.append(f"{where}: points on a cell that is not a grade cell")
+        if grade:
+            points = m.get("points")
+            if isinstance(points, bool) or not isinstance(points, (int, float)) or points < 0:
+                problems.append(f"{where}: a grade cell needs points >= 0, got {points!r}")
+        if solution and cell.cell_type == "code" and not has_solution:
+            problems.append(f"{where}: solution cell with no {BEGIN_SOLUTION!r} marker")
+        if has_solution and not solution:
+            problems.append(f"{where}: {BEGIN_SOLUTION!r} in a cell that is not a solution cell")
+        if has_hidden and not (grade and not solution and cell.cell_type == "code"):
+            problems.append(f"{where}: hidden tests are only allowed in autograded test (code) cells")
+    if not any(is_grade(cell) for cell in nb.cells):
+        problems.append("no grade cell: the assignment has nothing to score")
+    if problems:
+        raise SourceError(f"{name} is not a valid assignment source:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass(frozen=True)
+class GradeItem:
+    """One scored cell of an assignment."""
+
+    grade_id: str
+    points: float
+    manual: bool  # a written answer, graded by a person
+
+
+def grade_items(nb) -> list[GradeItem]:
+    return [
+        GradeItem(
+            meta(c)["grade_id"], float(meta(c).get("points", 0)), is_solution(c) and c.cell_type == "markdown"
+        )
+        for c in grade_cells(nb)
+    ]
