@@ -122,10 +122,12 @@ class _GradingClient(NotebookClient):
     def _cell_start(self, cell, cell_index, **_):
         self.current_cell = cell_index
 
+    async def _async_handle_timeout(self, timeout, cell=None):
+        self.execution.timed_out_cells.add(self.current_cell)
+        return await super()._async_handle_timeout(timeout, cell)
+
     def output(self, outs, msg, display_id, cell_index):
         content = msg.get("content", {})
-        if msg.get("msg_type") == "error" and content.get("ename") == "CellTimeout":
-            self.execution.timed_out_cells.add(cell_index)
         data = content.get("data", {}) if isinstance(content.get("data"), dict) else {}
         size = len(repr(content))
         if MIME in data:
@@ -143,13 +145,15 @@ class _GradingClient(NotebookClient):
 
 def execute(nb, kernel_dirs: Path, scratch: Path, limits: Limits, kernel_name: str) -> Execution:
     """Execute ``nb`` in place in a new kernel of ``kernel_name`` found in ``kernel_dirs``."""
-    from jupyter_client import KernelManager  # noqa: PLC0415
+    from jupyter_client import AsyncKernelManager  # noqa: PLC0415
     from jupyter_client.kernelspec import KernelSpecManager  # noqa: PLC0415
 
     execution = Execution(nb)
     ipc = scratch / ".ipc"
     ipc.mkdir(exist_ok=True)
-    km = KernelManager(
+    # The asynchronous manager matters: with a blocking client, nbclient's wait for
+    # output from a kernel that has died blocks its event loop for ever.
+    km = AsyncKernelManager(
         kernel_name=kernel_name,
         kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dirs)], ensure_native_kernel=False),
         transport="ipc",

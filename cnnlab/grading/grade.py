@@ -79,7 +79,14 @@ import numpy as np
 from cnnlab.grading import report
 from cnnlab.grading.execute import Execution, Limits, execute
 from cnnlab.grading.record import MIME
-from cnnlab.grading.sandbox import KERNEL_NAME, MISSING_WARNING, Sandbox, bwrap_available, write_kernelspec
+from cnnlab.grading.sandbox import (
+    DISABLED_WARNING,
+    KERNEL_NAME,
+    MISSING_WARNING,
+    Sandbox,
+    bwrap_available,
+    write_kernelspec,
+)
 from cnnlab.grading.source import (
     BEGIN_HIDDEN,
     END_HIDDEN,
@@ -391,8 +398,8 @@ def find_submissions(inputs: list[Path], assignments: dict[str, Assignment]) -> 
                 parts = path.relative_to(item).parts
                 if len(parts) >= 3 and parts[-2] in assignments:  # <student>/<assignment>/<notebook>
                     found.append(Submission(parts[-3], parts[-2], path))
-                else:
-                    found.append(Submission(parts[-2] if len(parts) >= 2 else path.stem, None, path))
+                else:  # <student>/<notebook>, or a notebook directly in a folder named for the student
+                    found.append(Submission(parts[-2] if len(parts) >= 2 else item.name, None, path))
         elif item.is_file():
             found.append(Submission(item.parent.name or item.stem, None, item))
         else:
@@ -512,7 +519,7 @@ class _Runner:
             result.status = {"ok": "graded"}.get(execution.status, execution.status)
             result.notes += _execution_notes(execution, self.run.limits)
             result.manual_answers = {
-                meta(c)["grade_id"]: c.source for c in executed.cells
+                c.metadata[SEGMENT]["grade_id"]: c.source for c in executed.cells
                 if c.cell_type == "markdown" and c.metadata.get(SEGMENT, {}).get("kind") == "answer"
             }  # fmt: skip
         except Exception as error:  # noqa: BLE001 -- one submission never stops the batch
@@ -546,7 +553,7 @@ def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
         run.seed = random.SystemRandom().randrange(1, 2**31)
     use_sandbox = bwrap_available() if run.sandbox is None else run.sandbox
     if not use_sandbox:
-        print(MISSING_WARNING, flush=True)
+        print(MISSING_WARNING if run.sandbox is None else DISABLED_WARNING, flush=True)
     run.out.mkdir(parents=True, exist_ok=True)
     hidden = Sandbox(
         hidden_dirs=[run.source, run.out],

@@ -32,6 +32,12 @@ MISSING_WARNING = (
 )
 
 
+DISABLED_WARNING = (
+    "warning: sandbox disabled (--sandbox no): kernels run unsandboxed, so a submission can read the sources "
+    "and use the network"
+)
+
+
 def bwrap_available() -> bool:
     """True when bwrap exists and can create the namespaces we use on this machine."""
     path = shutil.which("bwrap")
@@ -111,9 +117,13 @@ def write_kernelspec(scratch: Path, scratch_root: Path, sandbox: Sandbox, seed: 
     kernels = scratch / ".kernels"
     spec_dir = kernels / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
-    argv = sandbox.wrap(
-        [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], scratch, scratch_root
-    )
+    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    if sandbox.enabled:
+        # Inside its PID namespace the kernel's parent is bwrap's init (pid 1), which
+        # ipykernel's parent poller takes for "the grader has exited"; bwrap's
+        # --die-with-parent does that job instead.
+        kernel.append("--IPKernelApp.parent_handle=1")
+    argv = sandbox.wrap(kernel, scratch, scratch_root)
     spec = {
         "argv": argv,
         "display_name": "cnnlab grading kernel",
