@@ -1,0 +1,75 @@
+"""cnnlab.grading.validate: a malformed source is rejected with the cell named."""
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from cnnlab.grading import SourceError, validate
+from cnnlab.grading.source import read_notebook
+
+SOURCE = Path(__file__).parents[1] / "fixtures" / "source" / "conv_basics.ipynb"
+
+
+@pytest.fixture
+def nb():
+    return read_notebook(SOURCE)
+
+
+def test_the_fixture_source_is_valid(nb):
+    validate(nb)
+
+
+def _broken(nb, index, change):
+    nb = copy.deepcopy(nb)
+    change(nb.cells[index])
+    return nb
+
+
+@pytest.mark.parametrize(
+    ("index", "change", "message"),
+    [
+        (
+            3,
+            lambda c: c.metadata.nbgrader.update(grade_id="conv1d"),
+            "cell 3 .*duplicate grade_id 'conv1d' \\(also cell 2\\)",
+        ),
+        (3, lambda c: c.metadata.nbgrader.pop("grade_id"), "cell 3 \\(code\\): missing grade_id"),
+        (
+            2,
+            lambda c: c.metadata.nbgrader.update(points=2),
+            "cell 2 .*points on a cell that is not a grade cell",
+        ),
+        (
+            2,
+            lambda c: setattr(c, "source", c.source.replace("### END SOLUTION", "")),
+            "cell 2 .*never closed",
+        ),
+        (
+            3,
+            lambda c: setattr(c, "source", c.source.replace("### BEGIN HIDDEN TESTS", "")),
+            "cell 3 .*without a matching",
+        ),
+        (
+            2,
+            lambda c: setattr(c, "source", "def conv1d(x, w):\n    return x"),
+            "cell 2 .*solution cell with no",
+        ),
+        (3, lambda c: c.metadata.nbgrader.update(points=-1), "cell 3 .*needs points >= 0"),
+        (
+            1,
+            lambda c: setattr(c, "source", "### BEGIN SOLUTION\nx = 1\n### END SOLUTION"),
+            "cell 1 .*not a solution cell",
+        ),
+    ],
+)
+def test_malformed_sources_name_the_cell(nb, index, change, message):
+    with pytest.raises(SourceError, match=message):
+        validate(_broken(nb, index, change), "conv_basics.ipynb")
+
+
+def test_a_source_without_grade_cells_is_rejected(nb):
+    nb = copy.deepcopy(nb)
+    nb.cells = nb.cells[:3]
+    with pytest.raises(SourceError, match="no grade cell"):
+        validate(nb)
