@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum 
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 LESSONS := $(wildcard notebooks/*.ipynb)
+SOLUTIONS := $(wildcard solutions/*.ipynb)
 
-.PHONY: lab test setup ops lint pytest bench
+.PHONY: lab test setup ops bench exercises grade
 
 lab: setup
 	@mkdir -p notebooks
@@ -20,6 +21,10 @@ lab: setup
 test: setup
 	@echo "== lint"
 	$(BIN)/ruff check cnnlab tests benchmarks
+ifneq ($(SOLUTIONS),)
+	@echo "== exercises/ in sync with solutions/"
+	$(BIN)/cnnlab assign --check solutions exercises
+endif
 	@echo "== tests$(if $(LESSONS), and notebooks)"
 	$(BIN)/python -m pytest -m "" -v -n 2 --dist loadfile $(PYTEST_ARGS) tests \
 	  $(if $(LESSONS),notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg)
@@ -36,6 +41,13 @@ $(STAMP): requirements.txt pyproject.toml
 
 ops: $(STAMP)
 	$(BIN)/cnnlab build-ops
+
+exercises: setup
+	$(BIN)/cnnlab assign solutions exercises
+
+# make grade SUBMISSIONS=submitted/  (nbgrader layout or a folder of notebooks)
+grade: setup
+	$(BIN)/cnnlab grade $(SUBMISSIONS) --source solutions --out grades
 
 bench: setup
 	$(BIN)/python benchmarks/bench_conv.py
