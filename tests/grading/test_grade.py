@@ -176,3 +176,22 @@ def test_bad_source_directory_is_a_clear_error(tmp_path, capsys):
         == 1
     )
     assert "is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_without_the_sandbox_it_grades_and_says_what_is_missing(tmp_path, capsys):
+    args = [
+        "grade",
+        str(SUBMISSIONS / "warns_on_stderr"),
+        "--source",
+        str(SOURCE),
+        "--out",
+        str(tmp_path),
+        "--sandbox",
+        "no",
+    ]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("warning: sandbox disabled") == 1 and "can read the sources" in out
+    row = next(csv.DictReader((tmp_path / "grades.csv").open()))
+    assert (row["status"], row["total"]) == ("graded", "5")  # stderr output does not zero a cell
