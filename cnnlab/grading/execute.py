@@ -15,6 +15,7 @@ The limits are enforced from outside the kernel, by this process:
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import threading
@@ -190,6 +191,9 @@ def execute(nb, kernel_dirs: Path, scratch: Path, limits: Limits, kernel_name: s
         execution.status, execution.died_at_cell = "kernel-died", client.current_cell
         execution.detail = f"{type(error).__name__}: {error}"
     finally:
+        atexit.unregister(
+            client._cleanup_kernel
+        )  # nbclient's own exit hook fails on a kernel that never started
         if client.watchdog:
             client.watchdog.stop()
             execution.peak_memory_mb = client.watchdog.peak

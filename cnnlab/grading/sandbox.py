@@ -4,8 +4,8 @@ With ``bwrap`` (Debian package ``bubblewrap``) each kernel runs with
 
 * no network (``--unshare-net``; the kernel talks to the grader over Unix
   sockets in its scratch directory, Jupyter's ``ipc`` transport);
-* the whole file system read-only, except its own scratch directory and a
-  private ``/tmp``;
+* the whole file system read-only, except its own scratch directory (its
+  ``TMPDIR``);
 * the assignment sources, the grades output, every submission file and the
   other submissions' scratch directories hidden (empty mounts over them);
 * its own PID namespace, killed with the grader (``--die-with-parent``).
@@ -64,8 +64,9 @@ class Sandbox:
     def wrap(self, argv: list[str], scratch: Path, scratch_root: Path) -> list[str]:
         if not self.enabled:
             return argv
-        args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session"]  # fmt: skip
+        # No private /tmp: the project itself (its venv) may live under /tmp. The whole tree
+        # is read-only anyway, and the kernel's TMPDIR is its scratch directory.
+        args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session"]  # fmt: skip
         for directory in self.hidden_dirs:
             if directory.exists():
                 args += ["--tmpfs", str(directory.resolve())]
