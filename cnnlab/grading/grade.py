@@ -510,8 +510,7 @@ class _Runner:
             result.status = "invalid-notebook"
             result.notes.append(problem)
             if assignment is not None:
-                result.cells = [CellResult(i.grade_id, 0.0, i.points, None if i.manual else False, "not graded")
-                                for i in assignment.items]  # fmt: skip
+                result.cells = _ungraded(assignment)
             return result
         try:
             executed, execution = self.execute(restore(assignment.nb, nb))
@@ -525,10 +524,17 @@ class _Runner:
         except Exception as error:  # noqa: BLE001 -- one submission never stops the batch
             result.status = "grader-error"
             result.notes.append(f"the grader failed on this submission: {type(error).__name__}: {error}")
-            result.cells = [CellResult(i.grade_id, 0.0, i.points, None if i.manual else False, "not graded")
-                            for i in assignment.items]  # fmt: skip
+            result.cells = _ungraded(assignment)
         result.seconds = time.monotonic() - started
         return result
+
+
+def _ungraded(assignment: Assignment) -> list[CellResult]:
+    """Every grade cell at 0 points: for submissions that could not be run."""
+    return [
+        CellResult(i.grade_id, 0.0, i.points, None if i.manual else False, "not graded")
+        for i in assignment.items
+    ]
 
 
 def _execution_notes(execution: Execution, limits: Limits) -> list[str]:
