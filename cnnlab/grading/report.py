@@ -103,6 +103,8 @@ def feedback_page(result) -> str:
         detail = e(cell.message)
         if cell.hidden:
             detail = (detail + "<br>" if detail else "") + "<em>includes hidden tests (code not shown)</em>"
+        if cell.unrecorded and cell.passed is not None:
+            detail += "<br><em>no recorded values: this verdict comes from asserts inside the notebook's kernel</em>"
         rows.append(f"<tr><td><code>{e(cell.grade_id)}</code></td><td class='{verdict}'>{label}</td>"
                     f"<td>{cell.points:g} / {cell.max_points:g}</td><td>{detail}</td></tr>")  # fmt: skip
     notes = "".join(f"<li>{e(n)}</li>" for n in result.notes)

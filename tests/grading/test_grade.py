@@ -115,6 +115,7 @@ def test_feedback_pages_never_show_hidden_code_or_expected_values(graded):
         "Because the kernel has to fit inside the signal." in pages["correct"]
     )  # the written answer, for the grader
     assert "output beyond 1,000,000 bytes was dropped" in pages["prints_100mb"]
+    assert "no recorded values" not in pages["correct"]  # every test cell of the fixture records
     assert "the kernel used more than 1500 MiB" in pages["allocates_30gb"]
     data = json.loads((graded / "grades.json").read_text())
     assert data["seed"] == 11 and data["sandboxed"] is True
