@@ -76,6 +76,17 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refresh(args: argparse.Namespace) -> int:
+    from cnnlab.notebooks import refresh  # noqa: PLC0415
+
+    for path in args.notebooks:
+        if not path.is_file():
+            print(f"cnnlab refresh: {path} does not exist", file=sys.stderr)
+            return 1
+        print(f"{path}: {refresh(path):.1f} s", flush=True)
+    return 0
+
+
 def _positive(kind):
     def parse(text: str):
         value = kind(text)
@@ -131,6 +142,10 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--sandbox", choices=["auto", "yes", "no"], default="auto",
                        help="run kernels in bubblewrap: auto (when installed), yes, no")  # fmt: skip
     grade.set_defaults(run=_grade)
+
+    refresh = commands.add_parser("refresh", help="re-execute notebooks and store their outputs")
+    refresh.add_argument("notebooks", nargs="+", type=Path)
+    refresh.set_defaults(run=_refresh)
     return top
 
 
