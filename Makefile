@@ -11,6 +11,8 @@ LAB_ARGS ?=
 PYTEST_ARGS ?=
 LESSONS := $(wildcard notebooks/*.ipynb)
 SOLUTIONS := $(wildcard solutions/*.ipynb)
+# nbval runs the lessons and the assignment sources; exercises/ are checked by `assign --check`.
+NOTEBOOK_DIRS := $(if $(LESSONS),notebooks) $(if $(SOLUTIONS),solutions)
 
 .PHONY: lab test setup ops bench exercises grade
 
@@ -25,9 +27,9 @@ ifneq ($(SOLUTIONS),)
 	@echo "== exercises/ in sync with solutions/"
 	$(BIN)/cnnlab assign --check solutions exercises
 endif
-	@echo "== tests$(if $(LESSONS), and notebooks)"
+	@echo "== tests$(if $(NOTEBOOK_DIRS), and notebooks in $(NOTEBOOK_DIRS))"
 	$(BIN)/python -m pytest -m "" -v -n 2 --dist loadfile $(PYTEST_ARGS) tests \
-	  $(if $(LESSONS),notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg)
+	  $(if $(NOTEBOOK_DIRS),$(NOTEBOOK_DIRS) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg)
 
 setup: $(STAMP) ops
 

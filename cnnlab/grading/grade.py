@@ -324,9 +324,12 @@ def score(assignment: Assignment, executed, execution: Execution) -> list[CellRe
             error = _error_text(cell)
             if error:
                 ename, evalue = error
-                failure = (
-                    f"hidden test failed ({ename})" if kind == "hidden" else f"{ename}: {evalue}".rstrip(": ")
-                )
+                if ename == "NotImplementedError":
+                    failure = "not implemented yet: the answer still raises NotImplementedError"
+                elif kind == "hidden":
+                    failure = f"hidden test failed ({ename})"
+                else:
+                    failure = f"{ename}: {evalue}".rstrip(": ")
                 break
             records, malformed = _records(cell)
             if malformed:

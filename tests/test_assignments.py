@@ -1,0 +1,54 @@
+"""Every assignment: the source earns full automatic marks, the student version none, each with a clear line."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cnnlab import cli
+
+ROOT = Path(__file__).parents[1]
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    if not ASSIGNMENTS:
+        pytest.skip("no assignments in solutions/ yet")
+    work = tmp_path_factory.mktemp("assignments")
+    for folder in ("solutions", "exercises"):
+        (work / "in" / folder).mkdir(parents=True)
+        for name in ASSIGNMENTS:
+            shutil.copy(ROOT / folder / name, work / "in" / folder / name)
+    args = [
+        "grade",
+        str(work / "in"),
+        "--source",
+        str(ROOT / "solutions"),
+        "--out",
+        str(work / "out"),
+        "--workers",
+        "2",
+    ]
+    assert cli.main(args) == 0
+    return json.loads((work / "out" / "grades.json").read_text())["submissions"]
+
+
+@pytest.mark.slow
+def test_solutions_earn_every_automatic_point(graded):
+    for row in (r for r in graded if r["student"] == "solutions"):
+        assert row["status"] == "graded"
+        assert row["total"] == row["max"] - row["manual_pending"], row
+        assert row["total"] >= 18 and row["max"] >= 20
+
+
+@pytest.mark.slow
+def test_exercises_earn_nothing_and_say_not_implemented(graded):
+    rows = [r for r in graded if r["student"] == "exercises"]
+    assert len(rows) == len(ASSIGNMENTS)
+    for row in rows:
+        assert row["status"] == "graded" and row["total"] == 0
+        automatic = [c for c in row["cells"] if c["result"] != "manual"]
+        assert len(automatic) >= 5
+        assert all(c["message"].startswith("not implemented yet") for c in automatic), automatic
