@@ -12,10 +12,20 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["refresh"]
+__all__ = ["clean_metadata", "refresh"]
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 CELL_METADATA_KEPT = ("nbgrader", "deletable", "editable", "tags")
+
+
+def clean_metadata(nb) -> None:
+    """nbformat 4.5, the standard kernelspec, and only the cell metadata nbgrader and JupyterLab read."""
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC, "language_info": {"name": "python"}})
+    for cell in nb.cells:
+        cell.metadata = nbformat.from_dict(
+            {k: cell.metadata[k] for k in CELL_METADATA_KEPT if k in cell.metadata}
+        )
 
 
 def refresh(path: Path, *, timeout: int = 600) -> float:
@@ -29,12 +39,7 @@ def refresh(path: Path, *, timeout: int = 600) -> float:
     NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                    resources={"metadata": {"path": str(path.parent.resolve())}}).execute()  # fmt: skip
     seconds = time.monotonic() - started
-    nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC, "language_info": {"name": "python"}})
-    for cell in nb.cells:
-        cell.metadata = nbformat.from_dict(
-            {k: cell.metadata[k] for k in CELL_METADATA_KEPT if k in cell.metadata}
-        )
-    nb.nbformat, nb.nbformat_minor = 4, 5
+    clean_metadata(nb)
     nbformat.validate(nb)
     path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
     return seconds

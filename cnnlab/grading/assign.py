@@ -19,11 +19,9 @@ from pathlib import Path
 import nbformat
 
 from cnnlab.grading.source import read_notebook, validate
+from cnnlab.notebooks import clean_metadata
 
 __all__ = ["AssignResult", "assign", "check", "student_version", "render"]
-
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-CELL_METADATA_KEPT = ("nbgrader", "deletable", "editable", "tags")
 
 
 def _preprocessors():
@@ -48,12 +46,8 @@ def _preprocessors():
 
 def normalise(nb) -> None:
     """Strip what varies between runs or machines, in place."""
-    nb.nbformat, nb.nbformat_minor = 4, 5
-    nb.metadata = nbformat.from_dict({"kernelspec": KERNELSPEC, "language_info": {"name": "python"}})
+    clean_metadata(nb)
     for cell in nb.cells:
-        cell.metadata = nbformat.from_dict(
-            {k: cell.metadata[k] for k in CELL_METADATA_KEPT if k in cell.metadata}
-        )
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
