@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["image_grid", "mark_box", "stems"]
+__all__ = ["confusion", "image_grid", "mark_box", "stems", "training_curves"]
 
 
 def stems(
@@ -64,3 +64,49 @@ def mark_box(
     ax.add_patch(Rectangle((col - 0.5, row - 0.5), width, height, fill=False, edgecolor=color, linewidth=2))
     if label:
         ax.annotate(label, (col, row - 2), color=color, fontsize=9, va="bottom")
+
+
+def training_curves(histories: dict, metric: str = "accuracy"):
+    """Loss and ``metric`` per epoch, training (solid) and validation (dashed), one colour per model.
+
+    ``histories`` maps a model name to the ``History`` returned by ``model.fit``.
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    for (name, history), color in zip(
+        histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False
+    ):
+        for ax, key in zip(axes, ("loss", metric), strict=True):
+            values = history.history
+            epochs = np.arange(1, len(values[key]) + 1)
+            ax.plot(epochs, values[key], color=color, label=f"{name} train")
+            if f"val_{key}" in values:
+                ax.plot(epochs, values[f"val_{key}"], color=color, linestyle="--", label=f"{name} test")
+    for ax, key in zip(axes, ("loss", metric), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def confusion(matrix: np.ndarray, *, labels: Sequence[str] | None = None):
+    """A confusion matrix ``(classes, classes)`` (rows: true, columns: predicted) with counts written in."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    matrix = np.asarray(matrix)
+    labels = labels or [str(i) for i in range(len(matrix))]
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                    color="white" if count > matrix.max() / 2 else "black")  # fmt: skip
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.grid(False)
+    fig.tight_layout()
+    return fig
