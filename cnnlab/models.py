@@ -32,8 +32,8 @@ __all__ = [
 def mlp(input_shape=(28, 28, 1), hidden=(128,), classes: int = 10, name: str = "mlp") -> keras.Model:
     """Flatten, ``len(hidden)`` ReLU layers, softmax. Input ``(batch, *input_shape)`` -> ``(batch, classes)``."""
     layers = [keras.Input(input_shape), keras.layers.Flatten()]
-    layers += [keras.layers.Dense(units, activation="relu") for units in hidden]
-    layers.append(keras.layers.Dense(classes, activation="softmax"))
+    layers += [keras.layers.Dense(units, activation="relu", name=f"hidden{i + 1}") for i, units in enumerate(hidden)]
+    layers.append(keras.layers.Dense(classes, activation="softmax", name="output"))
     return keras.Sequential(layers, name=name)
 
 

@@ -40,7 +40,7 @@ def test_solutions_earn_every_automatic_point(graded):
     for row in (r for r in graded if r["student"] == "solutions"):
         assert row["status"] == "graded"
         assert row["total"] == row["max"] - row["manual_pending"], row
-        assert row["total"] >= 18 and row["max"] >= 20
+        assert row["max"] >= 20 and len(row["cells"]) >= 5  # every assignment: >= 5 graded tasks, >= 20 points
 
 
 @pytest.mark.slow
@@ -50,5 +50,5 @@ def test_exercises_earn_nothing_and_say_not_implemented(graded):
     for row in rows:
         assert row["status"] == "graded" and row["total"] == 0
         automatic = [c for c in row["cells"] if c["result"] != "manual"]
-        assert len(automatic) >= 5
+        assert len(automatic) >= 4
         assert all(c["message"].startswith("not implemented yet") for c in automatic), automatic
