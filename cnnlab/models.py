@@ -29,6 +29,11 @@ __all__ = [
 ]
 
 
+# Batch-norm moving averages with Keras's default momentum (0.99) lag far behind in the
+# few hundred steps a notebook trains for, and inference then sees stale statistics.
+BN_MOMENTUM = 0.9
+
+
 def mlp(input_shape=(28, 28, 1), hidden=(128,), classes: int = 10, name: str = "mlp") -> keras.Model:
     """Flatten, ``len(hidden)`` ReLU layers, softmax. Input ``(batch, *input_shape)`` -> ``(batch, classes)``."""
     layers = [keras.Input(input_shape), keras.layers.Flatten()]
@@ -114,16 +119,16 @@ def residual_block(x, filters: int, *, stride: int = 1, name: str = "residual"):
     y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(
         x
     )
-    y = keras.layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn1")(y)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
     y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn2")(y)
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
         shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_projection")(
             x
         )
-        shortcut = keras.layers.BatchNormalization(name=f"{name}_projection_bn")(shortcut)
+        shortcut = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_projection_bn")(shortcut)
     y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
