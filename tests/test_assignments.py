@@ -40,7 +40,9 @@ def test_solutions_earn_every_automatic_point(graded):
     for row in (r for r in graded if r["student"] == "solutions"):
         assert row["status"] == "graded"
         assert row["total"] == row["max"] - row["manual_pending"], row
-        assert row["max"] >= 20 and len(row["cells"]) >= 5  # every assignment: >= 5 graded tasks, >= 20 points
+        assert (
+            row["max"] >= 20 and len(row["cells"]) >= 5
+        )  # every assignment: >= 5 graded tasks, >= 20 points
 
 
 @pytest.mark.slow
