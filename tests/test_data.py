@@ -27,6 +27,7 @@ def test_mnist_offline_fallback_is_a_stratified_deterministic_split(offline, cap
     assert split.x_train.dtype == np.float32 and 0.0 <= split.x_train.min() and split.x_train.max() == 1.0
     assert np.bincount(split.y_train).tolist() == [400] * 10
     assert np.bincount(split.y_test).tolist() == [100] * 10
+    assert len(set(split.y_train[:200].tolist())) == 10, "any slice must mix the classes"
     again = data.load_mnist(quiet=True)
     np.testing.assert_array_equal(split.x_test, again.x_test)
     (x_train, y_train), (x_test, y_test) = again  # unpacks like keras.datasets.mnist.load_data()
