@@ -73,10 +73,6 @@ class Split:
         yield (self.x_train, self.y_train)
         yield (self.x_test, self.y_test)
 
-    @property
-    def num_classes(self) -> int:
-        return int(max(self.y_train.max(), self.y_test.max())) + 1
-
 
 def _offline_forced() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")

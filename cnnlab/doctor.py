@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import platform
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,13 +76,11 @@ def _compiler(name: str, required: bool, why: str, install: str) -> Finding:
     path = shutil.which(name)
     if path is None:
         return Finding(name, f"not found ({why})", not required, install)
+    from cnnlab.ops.build import BuildError, compiler_version  # noqa: PLC0415
+
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20)
-        first = next((line for line in out.stdout.splitlines() if line.strip()), "")
-        last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
-        version = last if name == "nvcc" else first
-        ok = out.returncode == 0
-    except (OSError, subprocess.TimeoutExpired) as error:
+        version, ok = compiler_version(path), True
+    except BuildError as error:
         version, ok = f"does not run: {error}", False
     return Finding(name, f"{version} ({path})", ok or not required, "" if ok else install)
 

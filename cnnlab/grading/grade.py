@@ -69,6 +69,7 @@ import random
 import shutil
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,7 +104,6 @@ from cnnlab.grading.source import (
 
 __all__ = ["Assignment", "CellResult", "GradeRun", "SubmissionResult", "grade", "restore", "score"]
 
-STATUSES = ("graded", "timeout", "memory", "invalid-notebook", "kernel-died", "grader-error")
 SEGMENT = "cnnlab_segment"
 
 
@@ -503,8 +503,6 @@ class _Runner:
             )
 
     def grade_one(self, sub: Submission) -> SubmissionResult:
-        import time  # noqa: PLC0415
-
         started = time.monotonic()
         assignment = self.assignments.get(sub.assignment)
         result = SubmissionResult(sub.student, sub.assignment or "?", str(sub.path), "graded")

@@ -27,13 +27,16 @@ def _safe_name(text: str) -> str:
     return _SAFE.sub("_", text).strip("._") or "unnamed"
 
 
-def _columns(results) -> list[str]:
-    assignments = sorted({r.assignment for r in results})
-    columns = []
+def _column(result, cell, single: bool) -> str:
+    """A grade cell's CSV column: its grade_id, prefixed by the assignment when several are graded."""
+    return cell.grade_id if single else f"{result.assignment}:{cell.grade_id}"
+
+
+def _columns(results, single: bool) -> list[str]:
+    columns: list[str] = []
     for result in results:
         for cell in result.cells:
-            name = cell.grade_id if len(assignments) == 1 else f"{result.assignment}:{cell.grade_id}"
-            if name not in columns:
+            if (name := _column(result, cell, single)) not in columns:
                 columns.append(name)
     return columns
 
@@ -66,13 +69,13 @@ def _as_dict(result) -> dict:
 def write_reports(results, out: Path, *, seed: int, sandboxed: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ordered = sorted(results, key=lambda r: (r.assignment, r.student, r.path))
-    columns = _columns(ordered)
     single = len({r.assignment for r in ordered}) <= 1
+    columns = _columns(ordered, single)
     with (out / "grades.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["student", "assignment", "status", "total", "max", "manual_pending", *columns])
         for r in ordered:
-            points = {(c.grade_id if single else f"{r.assignment}:{c.grade_id}"): c.points for c in r.cells}
+            points = {_column(r, c, single): c.points for c in r.cells}
             writer.writerow([r.student, r.assignment, r.status, f"{r.total:g}", f"{r.max_points:g}",
                              f"{r.manual_pending:g}", *[f"{points[c]:g}" if c in points else "" for c in columns]])  # fmt: skip
     (out / "grades.json").write_text(

@@ -35,7 +35,6 @@ __all__ = [
     "cell_key",
     "grade_cells",
     "is_grade",
-    "is_locked",
     "is_solution",
     "meta",
     "read_notebook",
@@ -60,11 +59,6 @@ def is_grade(cell) -> bool:
 
 def is_solution(cell) -> bool:
     return bool(meta(cell).get("solution", False))
-
-
-def is_locked(cell) -> bool:
-    m = meta(cell)
-    return bool(m.get("locked", False)) or (bool(m.get("grade", False)) and not m.get("solution", False))
 
 
 def cell_key(cell) -> str:

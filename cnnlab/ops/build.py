@@ -50,7 +50,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BuildError", "BuildPlan", "build", "cache_dir", "describe", "plan"]
+__all__ = ["BuildError", "BuildPlan", "build", "cache_dir", "compiler_version", "describe", "plan"]
 
 KERNELS = Path(__file__).resolve().parent / "kernels"
 CPU_SOURCES = ("lab_conv_ops.cc", "lab_conv_cpu.cc")
@@ -95,13 +95,17 @@ def cache_dir() -> Path:
     return Path(base) / "cnnlab" / "ops"
 
 
-def _first_line(command: list[str]) -> str:
+def compiler_version(path: str) -> str:
+    """The version line of ``path --version`` (nvcc prints it last, g++ first). Raises :class:`BuildError`."""
+    command = [path, "--version"]
     try:
         out = subprocess.run(command, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise BuildError(f"`{' '.join(command)}` does not run: {error}") from error
     lines = [line for line in out.stdout.splitlines() if line.strip()]
-    return lines[-1] if "nvcc" in command[0] else (lines[0] if lines else "")
+    if out.returncode != 0 or not lines:
+        raise BuildError(f"`{' '.join(command)}` failed (exit {out.returncode})")
+    return lines[-1] if "nvcc" in Path(path).name else lines[0]
 
 
 def _find_cxx() -> str:
@@ -201,8 +205,8 @@ def plan(gpu: str = "auto") -> BuildPlan:
         *compile_flags,
         *link_flags,
         _source_hash(),
-        _first_line([cxx, "--version"]),
-        _first_line([nvcc, "--version"]) if use_gpu else "cpu-only",
+        compiler_version(cxx),
+        compiler_version(nvcc) if use_gpu else "cpu-only",
         *CXX_FLAGS,
         *CUDA_ARCHS,
         _cpu_features(),
