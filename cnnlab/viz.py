@@ -110,3 +110,79 @@ def confusion(matrix: np.ndarray, *, labels: Sequence[str] | None = None):
     ax.grid(False)
     fig.tight_layout()
     return fig
+
+
+# Colours of a layer's state in :func:`block_diagram`.
+BLOCK_STATES = {"pretrained, frozen": "#9ecae1", "pretrained, trained": "#fdae6b", "new, trained": "#a1d99b"}
+
+
+def block_diagram(rows: dict[str, Sequence[tuple[str, str]]]):
+    """One row of boxes per training recipe, one box per block, coloured by its state.
+
+    ``rows`` maps a recipe name to ``[(block name, state), ...]`` with states from
+    :data:`BLOCK_STATES`; a legend explains the colours.
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.patches import Patch, Rectangle  # noqa: PLC0415
+
+    width = max(len(blocks) for blocks in rows.values())
+    fig, ax = plt.subplots(figsize=(1.6 * width + 2.2, 0.7 * len(rows) + 0.9))
+    for r, (recipe, blocks) in enumerate(rows.items()):
+        y = len(rows) - 1 - r
+        ax.text(-0.15, y + 0.4, recipe, ha="right", va="center", fontsize=9)
+        for c, (block, state) in enumerate(blocks):
+            if state not in BLOCK_STATES:
+                raise ValueError(f"state must be one of {', '.join(BLOCK_STATES)}; got {state!r}")
+            ax.add_patch(Rectangle((c, y), 0.9, 0.8, facecolor=BLOCK_STATES[state], edgecolor="black"))
+            ax.text(c + 0.45, y + 0.4, block, ha="center", va="center", fontsize=8)
+    ax.set_xlim(-2.2, width)
+    ax.set_ylim(-0.2, len(rows))
+    ax.axis("off")
+    handles = [
+        Patch(facecolor=colour, edgecolor="black", label=state) for state, colour in BLOCK_STATES.items()
+    ]
+    ax.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8, frameon=False
+    )
+    return fig
+
+
+def learning_curves(curves: dict[str, tuple[Sequence[int], dict[str, np.ndarray]]]):
+    """Test accuracy vs number of labelled examples (log scale), one panel per task, one line per method.
+
+    ``curves`` maps a task name to ``(sizes, {method: accuracies (len(sizes),)})``.
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3.0), squeeze=False)
+    for ax, (task, (sizes, results)) in zip(axes[0], curves.items(), strict=True):
+        for method, values in results.items():
+            ax.plot(sizes, values, marker="o", label=method)
+        ax.set_xscale("log")
+        ax.set_xticks(list(sizes), [str(n) for n in sizes])
+        ax.minorticks_off()
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("labelled target examples")
+    axes[0, 0].set_ylabel("test accuracy")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_kept(results: dict[str, np.ndarray], labels: Sequence[str]):
+    """Test accuracy vs how many pretrained blocks are kept, one line per task.
+
+    ``results`` maps a task to accuracies ``(len(labels),)``; ``labels`` names each
+    point on the x axis (e.g. ``["0: scratch", "1", "2", "3"]``).
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    for task, values in results.items():
+        ax.plot(range(len(labels)), values, marker="o", label=task)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("N: pretrained blocks kept (frozen)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

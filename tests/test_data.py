@@ -68,7 +68,7 @@ def _read(path):
 def test_mnist_falls_back_when_the_download_fails(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv(data.OFFLINE_ENV, raising=False)
     monkeypatch.setattr(data, "_keras_mnist_cache", lambda: tmp_path / "absent.npz")
-    monkeypatch.setattr(data, "_host_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(data, "host_reachable", lambda *a, **k: True)
 
     def broken():
         raise ConnectionResetError("peer went away")
@@ -82,7 +82,7 @@ def test_mnist_falls_back_when_the_download_fails(monkeypatch, tmp_path, capsys)
 def test_probe_gives_up_on_a_host_that_never_answers():
     # 192.0.2.0/24 is TEST-NET-1: packets there are dropped, the classic hang.
     start = time.monotonic()
-    assert data._host_reachable(("192.0.2.1", 443), seconds=1.0) is False
+    assert data.host_reachable(("192.0.2.1", 443), seconds=1.0) is False
     assert time.monotonic() - start < 3.0
 
 

@@ -1,0 +1,435 @@
+"""Transfer learning: re-use the first layers of a trained convnet on a new task.
+
+The recipe of lecture 002: keep the first N layers of a network trained on one
+task, strip the rest, put new layers and a new softmax on top, and train on the
+new task. Two ways to train:
+
+- **feature extraction**: the kept layers are frozen; only the new layers learn;
+- **fine-tuning**: afterwards, the top kept layers are unfrozen too and trained
+  at a low learning rate. Batch normalisation stays frozen, so it keeps using the
+  statistics it learned on the first task (the ``training=False`` caveat).
+
+Images are ``(batch, 28, 28, 1)`` floats in [0, 1]; labels ``(batch,)`` ints.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.env import import_tensorflow
+
+import_tensorflow()
+
+import keras  # noqa: E402
+
+__all__ = [
+    "BLOCK_ENDS",
+    "METHODS",
+    "WeightsUnavailable",
+    "accuracy",
+    "cut",
+    "accuracy_vs_kept",
+    "digit_base",
+    "feature_extraction",
+    "few_labels",
+    "fine_tune",
+    "fit_steps",
+    "learning_curves",
+    "mobilenet_v2_features",
+    "new_head",
+    "pretrained_digit_base",
+    "select_classes",
+    "shifted_copies",
+    "transfer_model",
+    "three_ways",
+    "trainable_count",
+    "unfreeze_from",
+]
+
+# The layers that end each block of :func:`digit_base`: keeping N blocks means
+# keeping every layer up to and including ``BLOCK_ENDS[N - 1]``.
+BLOCK_ENDS = ("pool1", "pool2", "dense")
+
+
+def digit_base(input_shape=(28, 28, 1), classes: int = 5, name: str = "digit_base") -> keras.Sequential:
+    """The convnet pretrained for transfer: three blocks and a softmax.
+
+    ``conv1 bn1 relu1 pool1 | conv2 bn2 relu2 pool2 | flatten dense | output``:
+    ``(batch, 28, 28, 1)`` -> 13x13x32 -> 5x5x64 -> 128 -> ``(batch, classes)``.
+    """
+    from cnnlab.models import BN_MOMENTUM  # noqa: PLC0415
+
+    layers = [keras.Input(input_shape)]
+    for block, filters in ((1, 32), (2, 64)):
+        layers += [
+            keras.layers.Conv2D(filters, 3, use_bias=False, name=f"conv{block}"),
+            keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{block}"),
+            keras.layers.ReLU(name=f"relu{block}"),
+            keras.layers.MaxPooling2D(2, name=f"pool{block}"),
+        ]
+    layers += [
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(128, activation="relu", name="dense"),
+        keras.layers.Dense(classes, activation="softmax", name="output"),
+    ]
+    return keras.Sequential(layers, name=name)
+
+
+def select_classes(x: np.ndarray, y: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
+    """The examples of the given classes, relabelled ``0 .. len(classes) - 1`` in that order.
+
+    ``select_classes(x, y, [5, 6, 7, 8, 9])`` turns digits 5-9 into labels 0-4.
+    """
+    classes = list(classes)
+    if not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be a non-empty list of distinct labels, got {classes!r}")
+    keep = np.isin(y, classes)
+    relabel = {c: i for i, c in enumerate(classes)}
+    return x[keep], np.array([relabel[int(c)] for c in y[keep]], dtype=np.int64)
+
+
+def few_labels(x: np.ndarray, y: np.ndarray, n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` labelled examples drawn with every class as equally represented as ``n`` allows.
+
+    Each class gets ``n // k`` examples; the ``n % k`` left over go to random classes.
+    Returns ``(x[idx], y[idx])`` in a shuffled order.
+    """
+    labels = np.unique(y)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < len(labels):
+        raise ValueError(f"n must be an int >= the number of classes ({len(labels)}), got {n!r}")
+    rng = np.random.default_rng(seed)
+    per_class = np.full(len(labels), n // len(labels))
+    per_class[rng.choice(len(labels), n % len(labels), replace=False)] += 1
+    chosen = []
+    for label, count in zip(labels, per_class, strict=True):
+        pool = np.flatnonzero(y == label)
+        if count > len(pool):
+            raise ValueError(f"n={n} needs {count} examples of class {label}, but only {len(pool)} exist")
+        chosen.append(rng.choice(pool, count, replace=False))
+    idx = rng.permutation(np.concatenate(chosen))
+    return x[idx], y[idx]
+
+
+def shifted_copies(x: np.ndarray, copies: int, *, max_shift: int = 3, seed: int = 0) -> np.ndarray:
+    """``x`` followed by ``copies`` randomly shifted copies of it: ``(n, h, w, c)`` -> ``((copies + 1) n, h, w, c)``.
+
+    Each copy moves every image by up to ``max_shift`` pixels along each axis
+    (wrapping round; MNIST digits have empty borders). Pretraining on shifted
+    digits gives features that transfer better than those of the bare set.
+    """
+    rng = np.random.default_rng(seed)
+    out = [x]
+    for _ in range(copies):
+        moved = np.empty_like(x)
+        for i, (dy, dx) in enumerate(rng.integers(-max_shift, max_shift + 1, (len(x), 2))):
+            moved[i] = np.roll(x[i], (dy, dx), axis=(0, 1))
+        out.append(moved)
+    return np.concatenate(out)
+
+
+def fit_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, learning_rate: float = 1e-3,
+              batch_size: int = 32, seed: int = 0) -> keras.Model:  # fmt: skip
+    """Compile with Adam and train for exactly ``steps`` mini-batches, whatever ``len(x)`` is.
+
+    A fixed number of steps makes runs on 20 and on 500 examples cost the same,
+    so learning curves compare data, not training time. The batches walk through
+    shuffled passes over the data.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps!r}")
+    batch_size = min(batch_size, len(x))
+    rng = np.random.default_rng(seed)
+    passes = math.ceil(steps * batch_size / len(x))
+    order = np.concatenate([rng.permutation(len(x)) for _ in range(passes)])[: steps * batch_size]
+    model.compile(
+        keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    model.fit(x[order], y[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+    return model
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of ``x`` whose most probable class is ``y``."""
+    return float(np.mean(model.predict(x, batch_size=256, verbose=0).argmax(axis=1) == y))
+
+
+def _fresh_copy(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A new, unbuilt layer with ``layer``'s configuration (and so freshly initialised weights)."""
+    return layer.__class__.from_config(layer.get_config())
+
+
+def _kept_count(base: keras.Sequential, keep: str | None) -> int:
+    """How many of ``base``'s layers ``keep`` names: 0 for ``None``, else up to and including ``keep``."""
+    names = [layer.name for layer in base.layers[:-1]]
+    if keep is not None and keep not in names:
+        raise ValueError(
+            f"keep must be None or one of the base's hidden layers ({', '.join(names)}); got {keep!r}"
+        )
+    return names.index(keep) + 1 if keep else 0
+
+
+def cut(base: keras.Sequential, keep: str) -> keras.Model:
+    """The feature extractor: ``base``'s layers up to and including ``keep``, sharing their weights.
+
+    ``(batch, 28, 28, 1)`` -> the output of ``keep``, e.g. ``(batch, 5, 5, 64)`` for ``"pool2"``.
+    Use it to compute features once (``cut(base, "pool2").predict(x)``); it must not be trained.
+    """
+    if keep is None:
+        raise ValueError(
+            "keep must name one of the base's hidden layers; None keeps nothing to extract features with"
+        )
+    inputs = keras.Input(base.input_shape[1:])
+    y = inputs
+    for layer in base.layers[: _kept_count(base, keep)]:
+        y = layer(y, training=False)
+    return keras.Model(inputs, y, name=f"features_{keep}")
+
+
+def new_head(base: keras.Sequential, keep: str | None, classes: int) -> keras.Sequential:
+    """What goes on top of the kept layers: fresh copies of ``base``'s layers after ``keep``, and a new softmax.
+
+    Input: the output shape of ``keep`` (the image shape for ``keep=None``);
+    output ``(batch, classes)`` from a softmax layer named ``new_output``.
+    """
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        raise ValueError(f"classes must be an int >= 2, got {classes!r}")
+    kept = _kept_count(base, keep)
+    input_shape = base.layers[kept - 1].output.shape[1:] if kept else base.input_shape[1:]
+    rest = [_fresh_copy(layer) for layer in base.layers[kept:-1]]
+    head = keras.layers.Dense(classes, activation="softmax", name="new_output")
+    return keras.Sequential([keras.Input(input_shape), *rest, head], name=f"head_after_{keep}")
+
+
+def transfer_model(base: keras.Sequential, keep: str | None, classes: int, *, head: keras.Sequential | None = None,
+                   freeze: bool = True, name: str | None = None) -> keras.Sequential:  # fmt: skip
+    """``base``'s architecture with the layers up to ``keep`` pretrained, and a new head on top.
+
+    Args:
+        base: a trained ``keras.Sequential`` (e.g. :func:`pretrained_digit_base`); left unchanged.
+        keep: name of the last layer whose trained weights are kept (``"pool2"`` keeps
+            two blocks of :func:`digit_base`); ``None`` keeps nothing: training from scratch.
+        classes: outputs of the new softmax, which replaces the base's last layer.
+        head: the layers to put on top, e.g. a head already trained on features from
+            :func:`cut` (its layers are used as they are); default :func:`new_head`.
+        freeze: make the kept layers non-trainable (feature extraction).
+
+    Returns:
+        A new ``Sequential``: copies of the kept layers carrying the trained weights,
+        then the head's layers, ending in the softmax ``new_output``.
+    """
+    kept = _kept_count(base, keep)
+    head = head if head is not None else new_head(base, keep, classes)
+    if head.output_shape[-1] != classes:
+        raise ValueError(f"head must end in {classes} classes, but it outputs {head.output_shape[-1]}")
+    copies = [_fresh_copy(layer) for layer in base.layers[:kept]]
+    model = keras.Sequential(
+        [keras.Input(base.input_shape[1:]), *copies, *head.layers], name=name or f"transfer_{keep}"
+    )
+    for original, copy in zip(base.layers[:kept], copies, strict=True):
+        copy.set_weights(original.get_weights())
+        copy.trainable = not freeze
+    return model
+
+
+def unfreeze_from(model: keras.Model, first: str) -> None:
+    """Make ``first`` and every later layer trainable, except batch normalisation.
+
+    Batch norm stays frozen: a frozen ``BatchNormalization`` runs in inference mode
+    (Keras 3), normalising with the statistics of the first task instead of
+    re-estimating them from a handful of new examples, which would wreck the
+    features the later layers were trained on.
+    """
+    names = [layer.name for layer in model.layers]
+    if first not in names:
+        raise ValueError(f"first must be one of the model's layers ({', '.join(names)}); got {first!r}")
+    for layer in model.layers[names.index(first) :]:
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def trainable_count(model: keras.Model) -> int:
+    """Number of trainable scalars: what the optimiser will update."""
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, *, first: str, steps: int,
+              learning_rate: float = 1e-4, seed: int = 0) -> keras.Model:  # fmt: skip
+    """Unfreeze from layer ``first`` on (batch norm excepted) and train at a low learning rate.
+
+    ``model`` should already have a trained head (feature extraction first): a
+    random head would send large gradients into the pretrained layers.
+    """
+    unfreeze_from(model, first)
+    return fit_steps(model, x, y, steps=steps, learning_rate=learning_rate, seed=seed)
+
+
+METHODS = ("scratch", "feature extraction", "fine-tuning")
+
+
+def feature_extraction(base: keras.Sequential, keep: str, x: np.ndarray, y: np.ndarray, *, steps: int,
+                       seed: int = 0) -> keras.Sequential:  # fmt: skip
+    """Run the frozen layers up to ``keep`` once, then train a new head on the cached features.
+
+    Much cheaper than training through the frozen layers at every step, and the
+    same thing: frozen layers give the same features every time. Returns the trained
+    head (``keep``'s output shape -> ``(batch, classes)``); put it back on the base
+    with ``transfer_model(base, keep, classes, head=head)``.
+    """
+    classes = int(np.max(y)) + 1
+    keras.utils.set_random_seed(seed)
+    features = cut(base, keep).predict(x, batch_size=256, verbose=0)
+    return fit_steps(new_head(base, keep, classes), features, y, steps=steps, seed=seed)
+
+
+def three_ways(base: keras.Sequential, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
+               keep: str = "pool2", first: str = "conv2", steps: int = 100, seed: int = 0) -> dict[str, float]:  # fmt: skip
+    """Test accuracy of the three ways to learn a new task from ``(x, y)``, same data, same steps.
+
+    - ``"scratch"``: :func:`digit_base`'s architecture, randomly initialised, all layers trained;
+    - ``"feature extraction"``: the layers up to ``keep`` frozen, a new head trained (:func:`feature_extraction`);
+    - ``"fine-tuning"``: that model, then unfrozen from ``first`` on and trained ``steps`` more at a low rate.
+
+    Labels are ``0 .. classes - 1``; ``classes`` is taken from ``y_test``.
+    """
+    classes = int(np.max(y_test)) + 1
+    keras.utils.set_random_seed(seed)
+    scratch = fit_steps(transfer_model(base, None, classes), x, y, steps=steps, seed=seed)
+    head = feature_extraction(base, keep, x, y, steps=steps, seed=seed)
+    model = transfer_model(base, keep, classes, head=head)
+    extracted = accuracy(model, x_test, y_test)
+    fine_tune(model, x, y, first=first, steps=steps, seed=seed)
+    return {"scratch": accuracy(scratch, x_test, y_test), "feature extraction": extracted,
+            "fine-tuning": accuracy(model, x_test, y_test)}  # fmt: skip
+
+
+def learning_curves(base: keras.Sequential, split, sizes, *, seeds=(0,), **options) -> dict[str, np.ndarray]:
+    """:func:`three_ways` for ``n`` labelled examples of ``split.x_train``, for every ``n`` in ``sizes``.
+
+    Args:
+        split: a :class:`cnnlab.data.Split` of the target task (labels ``0 .. k - 1``).
+        sizes: numbers of labelled examples, each at least ``k``.
+        seeds: one run per seed (a different sample of labels and initialisation); results are averaged.
+        options: passed on to :func:`three_ways` (``keep``, ``first``, ``steps``).
+
+    Returns:
+        ``{method: accuracies}`` with accuracies ``(len(sizes),)``, the mean over the seeds.
+    """
+    runs = {method: np.zeros((len(seeds), len(sizes))) for method in METHODS}
+    for i, seed in enumerate(seeds):
+        for j, n in enumerate(sizes):
+            x, y = few_labels(split.x_train, split.y_train, n, seed=seed)
+            for method, value in three_ways(
+                base, x, y, split.x_test, split.y_test, seed=seed, **options
+            ).items():
+                runs[method][i, j] = value
+    return {method: values.mean(axis=0) for method, values in runs.items()}
+
+
+def accuracy_vs_kept(base: keras.Sequential, split, n: int, keeps=(None, *BLOCK_ENDS), *, steps: int = 100,
+                     seed: int = 0) -> np.ndarray:  # fmt: skip
+    """Feature-extraction test accuracy with ``n`` labels, keeping each of ``keeps`` (``None``: from scratch).
+
+    Returns ``(len(keeps),)`` accuracies.
+    """
+    x, y = few_labels(split.x_train, split.y_train, n, seed=seed)
+    classes = int(np.max(split.y_test)) + 1
+    result = []
+    for keep in keeps:
+        if keep is None:
+            keras.utils.set_random_seed(seed)
+            model = fit_steps(transfer_model(base, None, classes), x, y, steps=steps, seed=seed)
+        else:
+            model = transfer_model(
+                base, keep, classes, head=feature_extraction(base, keep, x, y, steps=steps, seed=seed)
+            )
+        result.append(accuracy(model, split.x_test, split.y_test))
+    return np.array(result)
+
+
+def pretrained_digit_base(*, classes=(0, 1, 2, 3, 4), steps: int = 1200, seed: int = 0,
+                          path: Path | None = None, quiet: bool = False) -> keras.Sequential:  # fmt: skip
+    """:func:`digit_base` trained on the MNIST digits ``classes``, cached on disk.
+
+    Loads ``path`` (default ``~/.cache/cnnlab/models/digit_base_<classes>.keras``)
+    when it exists, else trains deterministically on those digits of
+    :func:`cnnlab.data.load_mnist` and three shifted copies of them (about 20 seconds
+    on 2 cores) and saves it there.
+    """
+    from cnnlab.data import load_mnist  # noqa: PLC0415
+    from cnnlab.models import mnist_convnet_path, save_atomically  # noqa: PLC0415
+
+    classes = list(classes)
+    tag = "".join(str(c) for c in classes)
+    path = Path(path) if path else mnist_convnet_path().with_name(f"digit_base_{tag}_{steps}_{seed}.keras")
+    if path.is_file():
+        return keras.models.load_model(path)
+    data = load_mnist(quiet=quiet)
+    x, y = select_classes(data.x_train, data.y_train, classes)
+    x, y = shifted_copies(x, 3, seed=seed), np.tile(y, 4)
+    keras.utils.set_random_seed(seed)
+    model = fit_steps(digit_base(classes=len(classes)), x, y, steps=steps, seed=seed)
+    save_atomically(model, path)
+    return model
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights are neither cached nor downloadable (offline)."""
+
+
+_WEIGHTS_HOST = ("storage.googleapis.com", 443)
+_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+
+
+def _imagenet_weights(filename: str) -> Path:
+    """Keras's cached copy of ``filename``, downloaded first if the host answers."""
+    from cnnlab.data import host_reachable, keras_cache_file, offline_forced  # noqa: PLC0415
+
+    cached = keras_cache_file("models", filename)
+    if cached.is_file():
+        return cached
+    if offline_forced() or not host_reachable(_WEIGHTS_HOST):
+        raise WeightsUnavailable(
+            f"{filename} is not in Keras's cache and {_WEIGHTS_HOST[0]} cannot be reached"
+        )
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20.0)  # a download that stalls ends instead of hanging the notebook
+    try:
+        return Path(keras.utils.get_file(filename, _WEIGHTS_URL + filename, cache_subdir="models"))
+    except Exception as error:  # get_file re-raises every download failure as a bare Exception
+        raise WeightsUnavailable(f"{filename} could not be downloaded: {error}") from error
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def mobilenet_v2_features(
+    images: np.ndarray, *, size: int = 96, weights: str | None = "imagenet"
+) -> np.ndarray:
+    """MobileNetV2's global-average-pooled features: ``(n, h, w, 1 or 3)`` in [0, 1] -> ``(n, 1280)``.
+
+    Images are resized to ``size`` x ``size``, grey ones repeated to three
+    channels, and scaled to [-1, 1] as MobileNetV2 expects.
+
+    Raises:
+        WeightsUnavailable: ``weights="imagenet"`` and the weights are not in
+            Keras's cache and cannot be downloaded (offline, or ``CNNLAB_OFFLINE=1``).
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    if size not in (96, 128, 160, 192, 224):
+        raise ValueError(f"size must be one of 96, 128, 160, 192, 224 (MobileNetV2's weights), got {size!r}")
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be (n, h, w, 1) or (n, h, w, 3), got shape {images.shape}")
+    if weights == "imagenet":
+        weights = str(
+            _imagenet_weights(f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5")
+        )
+    net = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), include_top=False, pooling="avg", weights=weights
+    )
+    x = tf.image.resize(images.astype("float32"), (size, size))
+    if x.shape[-1] == 1:
+        x = tf.repeat(x, 3, axis=-1)
+    return net.predict(x * 2.0 - 1.0, batch_size=64, verbose=0)

@@ -1,0 +1,194 @@
+"""cnnlab.transfer: cutting, freezing, few-label sampling, fixed-step training, the cached base."""
+
+import numpy as np
+import pytest
+
+from cnnlab import transfer
+from cnnlab.env import import_tensorflow
+
+import_tensorflow()
+import keras  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def base():
+    keras.utils.set_random_seed(3)
+    model = transfer.digit_base()
+    x = np.random.default_rng(0).random((64, 28, 28, 1)).astype("float32")
+    return transfer.fit_steps(model, x, np.arange(64) % 5, steps=3)
+
+
+def digits(n=40, classes=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 28, 28, 1)).astype("float32"), np.arange(n) % classes
+
+
+def test_digit_base_blocks_and_shapes():
+    model = transfer.digit_base(classes=5)
+    names = [layer.name for layer in model.layers]
+    assert all(end in names for end in transfer.BLOCK_ENDS)
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+    assert shapes["pool1"] == (13, 13, 32) and shapes["pool2"] == (5, 5, 64) and shapes["dense"] == (128,)
+    assert model.output_shape == (None, 5)
+
+
+def test_select_classes_keeps_and_relabels_in_the_given_order():
+    x = np.arange(10)[:, None]
+    y = np.array([0, 5, 6, 9, 5, 1, 7, 8, 9, 2])
+    xs, ys = transfer.select_classes(x, y, [5, 6, 7, 8, 9])
+    assert xs.ravel().tolist() == [1, 2, 3, 4, 6, 7, 8]
+    assert ys.tolist() == [0, 1, 4, 0, 2, 3, 4]
+    with pytest.raises(ValueError, match="classes must be a non-empty list of distinct labels"):
+        transfer.select_classes(x, y, [5, 5])
+
+
+def test_few_labels_balances_the_classes_and_is_seeded():
+    x, y = digits(100)
+    xs, ys = transfer.few_labels(x, y, 12, seed=1)
+    counts = np.bincount(ys, minlength=5)
+    assert len(ys) == 12 and counts.sum() == 12 and counts.min() == 2 and counts.max() == 3
+    assert all(any(np.array_equal(a, b) for b in x[y == label]) for a, label in zip(xs, ys, strict=True))
+    again = transfer.few_labels(x, y, 12, seed=1)
+    assert np.array_equal(again[1], ys) and np.array_equal(again[0], xs)
+    assert not np.array_equal(transfer.few_labels(x, y, 12, seed=2)[0], xs)
+
+
+@pytest.mark.parametrize(("n", "message"), [(3, "n must be an int >= the number of classes \\(5\\)"),
+                                              (True, "n must be an int"), (120, "needs 24 examples of class 0, but only 20 exist")])  # fmt: skip
+def test_few_labels_rejects_impossible_requests(n, message):
+    x, y = digits(100)
+    with pytest.raises(ValueError, match=message):
+        transfer.few_labels(x, y, n)
+
+
+def test_fit_steps_runs_exactly_that_many_steps_on_any_amount_of_data():
+    for n in (7, 100):
+        x, y = digits(n)
+        model = transfer.fit_steps(transfer.digit_base(), x, y, steps=5, batch_size=32)
+        assert int(model.optimizer.iterations.numpy()) == 5
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        transfer.fit_steps(transfer.digit_base(), x, y, steps=0)
+
+
+def test_transfer_model_copies_kept_layers_and_reinitialises_the_rest(base):
+    before = [w.copy() for w in base.get_weights()]
+    model = transfer.transfer_model(base, "pool2", 3)
+    assert model.output_shape == (None, 3) and model.layers[-1].name == "new_output"
+    for original, copy in zip(base.layers[:-1], model.layers[:-1], strict=True):
+        kept = original.name in ("conv1", "bn1", "conv2", "bn2")
+        if original.weights:
+            same = all(
+                np.array_equal(a, b) for a, b in zip(original.get_weights(), copy.get_weights(), strict=True)
+            )
+            assert same == kept, original.name
+        assert copy is not original and copy.trainable == (original.name not in
+                                                            ("conv1", "bn1", "relu1", "pool1", "conv2", "bn2", "relu2", "pool2"))  # fmt: skip
+    x, y = digits(32, classes=3)
+    transfer.fine_tune(transfer.fit_steps(model, x, y, steps=2), x, y, first="conv1", steps=2)
+    assert all(np.array_equal(a, b) for a, b in zip(before, base.get_weights(), strict=True)), "base changed"
+
+
+def test_transfer_model_from_scratch_and_its_errors(base):
+    scratch = transfer.transfer_model(base, None, 5, freeze=True)
+    assert transfer.trainable_count(scratch) == sum(int(np.prod(w.shape)) for w in scratch.trainable_weights)
+    assert transfer.trainable_count(scratch) == 224_485  # all but the batch-norm moving statistics
+    with pytest.raises(
+        ValueError, match=r"keep must be None or one of the base's hidden layers \(conv1, bn1"
+    ):
+        transfer.transfer_model(base, "output", 5)
+    with pytest.raises(ValueError, match="classes must be an int >= 2"):
+        transfer.transfer_model(base, "pool1", 1)
+
+
+def test_freezing_and_unfreezing_by_trainable_count(base):
+    model = transfer.transfer_model(base, "dense", 5)
+    assert transfer.trainable_count(model) == 128 * 5 + 5  # only the new softmax
+    transfer.unfreeze_from(model, "conv2")
+    bn2 = model.get_layer("bn2")
+    assert not bn2.trainable and not model.get_layer("bn1").trainable
+    assert transfer.trainable_count(model) == 3 * 3 * 32 * 64 + 1600 * 128 + 128 + 645
+    with pytest.raises(ValueError, match="first must be one of the model's layers"):
+        transfer.unfreeze_from(model, "conv9")
+
+
+def test_fine_tuning_leaves_batch_norm_statistics_alone(base):
+    model = transfer.transfer_model(base, "pool2", 5)
+    x, y = digits(64)
+    transfer.fit_steps(model, x, y, steps=2)
+    moving = [w.copy() for w in model.get_layer("bn2").get_weights()]
+    conv2 = model.get_layer("conv2").get_weights()[0].copy()
+    transfer.fine_tune(model, x * 3.0, y, first="conv2", steps=3, learning_rate=1e-2)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(moving, model.get_layer("bn2").get_weights(), strict=True)
+    )
+    assert not np.array_equal(conv2, model.get_layer("conv2").get_weights()[0])
+    assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-2)
+
+
+def test_pretrained_digit_base_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_OFFLINE", "1")
+    path = tmp_path / "base.keras"
+    first = transfer.pretrained_digit_base(classes=(0, 1), steps=3, path=path, quiet=True)
+    assert path.is_file() and first.output_shape == (None, 2)
+    second = transfer.pretrained_digit_base(classes=(0, 1), steps=3, path=path, quiet=True)
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights(), strict=True))
+
+
+def test_accuracy_counts_argmax_hits(base):
+    x, _ = digits(10)
+    predicted = base.predict(x, verbose=0).argmax(axis=1)
+    assert transfer.accuracy(base, x, predicted) == 1.0
+    assert transfer.accuracy(base, x, (predicted + 1) % 5) == 0.0
+
+
+def test_mobilenet_features_offline_raise_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_OFFLINE", "1")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(transfer, "_WEIGHTS_HOST", ("192.0.2.1", 443))
+    with pytest.raises(
+        transfer.WeightsUnavailable, match="not in Keras's cache and 192.0.2.1 cannot be reached"
+    ):
+        transfer.mobilenet_v2_features(np.zeros((2, 28, 28, 1), "float32"))
+
+
+def test_mobilenet_features_shape_and_arguments():
+    grey = np.random.default_rng(0).random((3, 25, 25, 1)).astype("float32")
+    assert transfer.mobilenet_v2_features(grey, weights=None).shape == (3, 1280)
+    with pytest.raises(ValueError, match="size must be one of 96, 128"):
+        transfer.mobilenet_v2_features(grey, size=100, weights=None)
+    with pytest.raises(ValueError, match=r"images must be \(n, h, w, 1\) or \(n, h, w, 3\)"):
+        transfer.mobilenet_v2_features(grey[..., 0], weights=None)
+
+
+def test_cut_shares_the_base_weights_and_new_head_fits_its_output(base):
+    features = transfer.cut(base, "pool2")
+    assert features.output_shape == (None, 5, 5, 64)
+    assert features.get_layer("conv2") is base.get_layer("conv2")
+    head = transfer.new_head(base, "pool2", 3)
+    assert [layer.name for layer in head.layers] == ["flatten", "dense", "new_output"]
+    assert head.input_shape == (None, 5, 5, 64) and head.output_shape == (None, 3)
+    with pytest.raises(ValueError, match="None keeps nothing"):
+        transfer.cut(base, None)
+
+
+def test_a_head_trained_on_features_carries_over_into_the_transfer_model(base):
+    x, y = digits(32, classes=3)
+    features = transfer.cut(base, "pool2").predict(x, verbose=0)
+    head = transfer.fit_steps(transfer.new_head(base, "pool2", 3), features, y, steps=3)
+    model = transfer.transfer_model(base, "pool2", 3, head=head)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), head.predict(features, verbose=0), rtol=1e-5, atol=1e-6
+    )
+    assert transfer.trainable_count(model) == transfer.trainable_count(head)
+    with pytest.raises(ValueError, match="head must end in 4 classes, but it outputs 3"):
+        transfer.transfer_model(base, "pool2", 4, head=head)
+
+
+def test_shifted_copies_move_each_image_within_the_limit():
+    x = np.zeros((5, 28, 28, 1), "float32")
+    x[:, 14, 14] = 1.0
+    out = transfer.shifted_copies(x, 2, max_shift=3, seed=0)
+    assert out.shape == (15, 28, 28, 1) and np.array_equal(out[:5], x)
+    rows, cols = np.nonzero(out[5:, :, :, 0])[1:]
+    assert len(rows) == 10 and np.all(np.abs(rows - 14) <= 3) and np.all(np.abs(cols - 14) <= 3)
+    assert len({(r, c) for r, c in zip(rows, cols, strict=True)}) > 1
