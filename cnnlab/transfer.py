@@ -152,9 +152,18 @@ def fit_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, l
     return model
 
 
+def _eager_outputs(model: keras.Model, x: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """``model(x, training=False)`` in chunks, as NumPy.
+
+    For the small arrays here a direct call is faster than ``predict``, which traces a
+    new graph for every model (and again for a last, shorter batch).
+    """
+    return np.concatenate([np.asarray(model(x[i : i + chunk], training=False)) for i in range(0, len(x), chunk)])
+
+
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     """Fraction of ``x`` whose most probable class is ``y``."""
-    return float(np.mean(model.predict(x, batch_size=256, verbose=0).argmax(axis=1) == y))
+    return float(np.mean(_eager_outputs(model, x).argmax(axis=1) == y))
 
 
 def _fresh_copy(layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -280,7 +289,7 @@ def feature_extraction(base: keras.Sequential, keep: str, x: np.ndarray, y: np.n
     """
     classes = int(np.max(y)) + 1
     keras.utils.set_random_seed(seed)
-    features = cut(base, keep).predict(x, batch_size=256, verbose=0)
+    features = _eager_outputs(cut(base, keep), x)
     return fit_steps(new_head(base, keep, classes), features, y, steps=steps, seed=seed)
 
 

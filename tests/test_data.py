@@ -130,6 +130,21 @@ def test_digits_scaled_upscaled_and_raw():
         data.load_digits(raw=True, size=28)
 
 
+def test_faces_are_balanced_resized_and_labelled():
+    split = data.load_faces()
+    assert split.x_train.shape == split.x_test.shape == (100, 28, 28, 1) and split.x_train.dtype == np.float32
+    assert 0.0 <= split.x_train.min() and split.x_train.max() <= 1.0
+    assert np.bincount(split.y_train).tolist() == np.bincount(split.y_test).tolist() == [50, 50]
+    assert split.source == "skimage-lfw-subset"
+    # faces (1) are brighter on average than the background patches (0) in this subset
+    assert split.x_train[split.y_train == 1].mean() > split.x_train[split.y_train == 0].mean()
+    assert data.load_faces(size=25, test_size=0.2).x_train.shape == (160, 25, 25, 1)
+    with pytest.raises(ValueError, match="size must be an int >= 8"):
+        data.load_faces(size=4)
+    with pytest.raises(ValueError, match="test_size must be a fraction between 0 and 1"):
+        data.load_faces(test_size=1.5)
+
+
 @pytest.mark.parametrize("name", data.IMAGE_NAMES)
 def test_every_listed_image_ships_with_the_packages(name):
     image = data.sample_image(name)

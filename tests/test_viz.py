@@ -1,0 +1,33 @@
+"""cnnlab.viz: the transfer-learning figures label their axes and reject unknown states."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from cnnlab import viz  # noqa: E402
+
+
+def test_block_diagram_draws_one_box_per_block_and_checks_states():
+    frozen, tuned, new = viz.BLOCK_STATES
+    fig = viz.block_diagram(
+        {"a": [("conv1", frozen), ("dense", new)], "b": [("conv1", tuned), ("dense", new)]}
+    )
+    assert len(fig.axes[0].patches) == 4
+    with pytest.raises(ValueError, match="state must be one of pretrained, frozen"):
+        viz.block_diagram({"a": [("conv1", "melted")]})
+    plt.close("all")
+
+
+def test_learning_curves_and_accuracy_vs_kept_label_their_axes():
+    curves = {"near": ([20, 100], {"scratch": np.array([0.8, 0.9]), "fine-tuning": np.array([0.85, 0.95])})}
+    fig = viz.learning_curves(curves)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "labelled target examples" and ax.get_ylabel() == "test accuracy"
+    assert [line.get_label() for line in ax.get_lines()] == ["scratch", "fine-tuning"]
+    fig = viz.accuracy_vs_kept({"near": np.array([0.9, 0.95, 0.7])}, ["0", "1", "2"])
+    assert fig.axes[0].get_xlabel().startswith("N: pretrained blocks kept")
+    plt.close("all")
