@@ -61,3 +61,19 @@ def test_noise_filter_keeps_real_messages():
 def test_setup_rejects_a_bad_seed():
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         cnnlab.setup(-1)
+
+
+def test_setup_drops_only_the_retracing_warning():
+    import logging  # noqa: PLC0415
+
+    cnnlab.setup(seed=0)
+    logger = cnnlab.import_tensorflow().get_logger()
+
+    def record(message):
+        return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, message, None, None)
+
+    retracing = record(
+        "5 out of the last 5 calls to <function f> triggered tf.function retracing. Tracing is expensive"
+    )
+    assert logger.filter(retracing) is False
+    assert logger.filter(record("Your input ran out of data")) is not False
