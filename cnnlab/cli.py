@@ -2,6 +2,10 @@
 
 cnnlab doctor       what this machine has, and what is broken
 cnnlab build-ops    build the custom convolution op ahead of time
+cnnlab pretrain     train (or find) the networks notebooks 05 and 06 start from
+cnnlab assign       generate student versions from the assignment sources
+cnnlab grade        grade submissions
+cnnlab refresh      re-execute notebooks and store their outputs
 """
 
 from __future__ import annotations
@@ -29,6 +33,18 @@ def _build_ops(args: argparse.Namespace) -> int:
         print(f"cnnlab build-ops: {error}", file=sys.stderr)
         return 1
     print(f"custom op ready: {path}")
+    return 0
+
+
+def _pretrain(_args: argparse.Namespace) -> int:
+    # The grader's sandbox can read the model cache but not write to it: without
+    # this step every graded submission of assignments 05 and 06 would retrain them.
+    from cnnlab import models, transfer  # noqa: PLC0415
+
+    for name, load in (("MNIST convnet (notebooks 03, 05)", models.load_or_train_mnist_convnet),
+                       ("digit base, digits 0-4 (notebook 06)", transfer.pretrained_digit_base)):  # fmt: skip
+        print(f"{name}: {load(quiet=True).count_params():,} parameters, cached in {models.mnist_convnet_path().parent}",
+              flush=True)  # fmt: skip
     return 0
 
 
@@ -115,6 +131,11 @@ def parser() -> argparse.ArgumentParser:
         help="build the CUDA kernels: auto (when nvcc and a CUDA build of TensorFlow are present), yes, no",
     )
     build_ops.set_defaults(run=_build_ops)
+
+    pretrain = commands.add_parser(
+        "pretrain", help="train (or find) the cached networks notebooks 05 and 06 start from"
+    )
+    pretrain.set_defaults(run=_pretrain)
 
     assign = commands.add_parser("assign", help="generate student versions from the assignment sources")
     assign.add_argument("source_dir", nargs="?", type=Path, default=Path("solutions"))

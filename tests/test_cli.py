@@ -51,3 +51,24 @@ def test_missing_compiler_is_one_clear_line(monkeypatch):
     assert not finding.ok and "not found" in finding.detail and finding.fix == "apt-get install g++"
     optional = doctor._compiler("nvcc", False, "optional", "install CUDA")
     assert optional.ok
+
+
+def test_pretrain_loads_or_trains_both_shared_networks(monkeypatch, capsys):
+    from cnnlab import models, transfer  # noqa: PLC0415
+
+    calls = []
+
+    def fake(name, model):
+        def load(*, quiet):
+            calls.append((name, quiet))
+            return model
+
+        return load
+
+    monkeypatch.setattr(models, "load_or_train_mnist_convnet", fake("convnet", models.mnist_convnet()))
+    monkeypatch.setattr(transfer, "pretrained_digit_base", fake("base", transfer.digit_base()))
+    assert cli.main(["pretrain"]) == 0
+    assert calls == [("convnet", True), ("base", True)]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("MNIST convnet (notebooks 03, 05): 34,826 parameters, cached in ")
+    assert out[1].startswith("digit base, digits 0-4 (notebook 06): 224,677 parameters")
