@@ -192,3 +192,25 @@ def test_shifted_copies_move_each_image_within_the_limit():
     rows, cols = np.nonzero(out[5:, :, :, 0])[1:]
     assert len(rows) == 10 and np.all(np.abs(rows - 14) <= 3) and np.all(np.abs(cols - 14) <= 3)
     assert len({(r, c) for r, c in zip(rows, cols, strict=True)}) > 1
+
+
+def test_mobilenet_features_use_weights_from_keras_cache_without_the_network(tmp_path, monkeypatch):
+    """The online path once the weights are cached: Keras's legacy .h5 file, loaded by name."""
+    import h5py  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+    from keras.src.legacy.saving import legacy_h5_format  # noqa: PLC0415
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("CNNLAB_OFFLINE", "1")  # proves nothing is downloaded
+    keras.utils.set_random_seed(1)
+    net = keras.applications.MobileNetV2(
+        input_shape=(96, 96, 3), include_top=False, pooling="avg", weights=None
+    )
+    (tmp_path / "models").mkdir()
+    with h5py.File(
+        tmp_path / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5", "w"
+    ) as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, net)
+    grey = np.random.default_rng(0).random((2, 25, 25, 1)).astype("float32")
+    expected = net.predict(tf.repeat(tf.image.resize(grey, (96, 96)), 3, axis=-1) * 2.0 - 1.0, verbose=0)
+    np.testing.assert_allclose(transfer.mobilenet_v2_features(grey), expected, rtol=1e-5, atol=1e-6)
