@@ -158,7 +158,9 @@ def _eager_outputs(model: keras.Model, x: np.ndarray, chunk: int = 512) -> np.nd
     For the small arrays here a direct call is faster than ``predict``, which traces a
     new graph for every model (and again for a last, shorter batch).
     """
-    return np.concatenate([np.asarray(model(x[i : i + chunk], training=False)) for i in range(0, len(x), chunk)])
+    return np.concatenate(
+        [np.asarray(model(x[i : i + chunk], training=False)) for i in range(0, len(x), chunk)]
+    )
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
@@ -286,6 +288,9 @@ def feature_extraction(base: keras.Sequential, keep: str, x: np.ndarray, y: np.n
     same thing: frozen layers give the same features every time. Returns the trained
     head (``keep``'s output shape -> ``(batch, classes)``); put it back on the base
     with ``transfer_model(base, keep, classes, head=head)``.
+
+    ``y`` holds labels ``0 .. classes - 1`` with every class present (as :func:`few_labels`
+    guarantees); ``classes`` is ``max(y) + 1``.
     """
     classes = int(np.max(y)) + 1
     keras.utils.set_random_seed(seed)
