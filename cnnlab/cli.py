@@ -43,7 +43,7 @@ def _pretrain(_args: argparse.Namespace) -> int:
 
     for name, load in (("MNIST convnet (notebooks 03, 05)", models.load_or_train_mnist_convnet),
                        ("digit base, digits 0-4 (notebook 06)", transfer.pretrained_digit_base)):  # fmt: skip
-        print(f"{name}: {load(quiet=True).count_params():,} parameters, cached in {models.mnist_convnet_path().parent}",
+        print(f"{name}: {load(quiet=True).count_params():,} parameters, cached in {models.model_cache_dir()}",
               flush=True)  # fmt: skip
     return 0
 

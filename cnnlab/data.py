@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ __all__ = [
     "IMAGE_NAMES",
     "OFFLINE_ENV",
     "Split",
+    "download_timeout",
     "load_digits",
     "load_faces",
     "load_mnist",
@@ -136,16 +138,26 @@ def mnist_source() -> str:
     return SOURCE_KERAS_DOWNLOAD
 
 
+@contextmanager
+def download_timeout(seconds: float = _DOWNLOAD_SOCKET_TIMEOUT):
+    """Within the block, a socket that stalls for ``seconds`` raises instead of hanging.
+
+    Keras's ``get_file`` sets no timeout of its own.
+    """
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def _load_keras_mnist():
     """The real Keras loader, with a socket timeout so a stalled download ends."""
     import keras  # noqa: PLC0415 -- imported on demand: importing TensorFlow takes seconds
 
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(_DOWNLOAD_SOCKET_TIMEOUT)
-    try:
+    with download_timeout():
         return keras.datasets.mnist.load_data()
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def _stratified_split(y: np.ndarray, test_size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -273,6 +285,22 @@ def load_mnist1d(*, seed: int = 42, num_samples: int = 5000, channel_axis: bool 
     )
 
 
+def _check_size_and_test_size(size, test_size, stored: str) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise ValueError(f"size must be an int >= 8 ({stored}), got {size!r}")
+    if not 0.0 < test_size < 1.0:
+        raise ValueError(f"test_size must be a fraction between 0 and 1, got {test_size!r}")
+
+
+def _resized(images: np.ndarray, size: int) -> np.ndarray:
+    """Grey images ``(n, h, w)`` -> ``(n, size, size, 1)`` float32, bilinear, no anti-aliasing."""
+    from skimage.transform import resize  # noqa: PLC0415
+
+    return resize(images, (len(images), size, size), order=1, anti_aliasing=False)[..., None].astype(
+        np.float32
+    )
+
+
 def load_digits(*, size: int = 8, raw: bool = False, test_size: float = 0.2, seed: int = 0) -> Split:
     """scikit-learn's 1,797 UCI handwritten digits (8x8, grey levels 0..16).
 
@@ -288,12 +316,9 @@ def load_digits(*, size: int = 8, raw: bool = False, test_size: float = 0.2, see
     """
     from sklearn.datasets import load_digits as sklearn_digits  # noqa: PLC0415
 
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise ValueError(f"size must be an int >= 8 (the digits are stored 8x8), got {size!r}")
+    _check_size_and_test_size(size, test_size, "the digits are stored 8x8")
     if raw and size != 8:
         raise ValueError("raw=True returns the stored 8x8 grey levels; it cannot be combined with size != 8")
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size must be a fraction between 0 and 1, got {test_size!r}")
     digits = sklearn_digits()
     images = digits.images.astype(np.uint8)  # (1797, 8, 8) in 0..16
     y = digits.target.astype(np.int64)
@@ -304,12 +329,8 @@ def load_digits(*, size: int = 8, raw: bool = False, test_size: float = 0.2, see
     split = _scaled_images(split, 16.0)
     if size == 8:
         return split
-    from skimage.transform import resize  # noqa: PLC0415
-
-    def upscale(x: np.ndarray) -> np.ndarray:
-        return resize(x, (len(x), size, size, 1), order=1, anti_aliasing=False).astype(np.float32)
-
-    return Split(upscale(split.x_train), split.y_train, upscale(split.x_test), split.y_test, split.source)
+    x_train, x_test = (_resized(x[..., 0], size) for x in (split.x_train, split.x_test))
+    return Split(x_train, split.y_train, x_test, split.y_test, split.source)
 
 
 def load_faces(*, size: int = 28, test_size: float = 0.5, seed: int = 0) -> Split:
@@ -326,15 +347,11 @@ def load_faces(*, size: int = 28, test_size: float = 0.5, seed: int = 0) -> Spli
         ``y`` int64: 1 for a face, 0 for a background patch; ``source="skimage-lfw-subset"``.
     """
     import skimage.data  # noqa: PLC0415
-    from skimage.transform import resize  # noqa: PLC0415
 
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise ValueError(f"size must be an int >= 8, got {size!r}")
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size must be a fraction between 0 and 1, got {test_size!r}")
-    images = np.asarray(skimage.data.lfw_subset(), dtype=np.float64)  # (200, 25, 25) in [0, 1]
-    images = resize(images, (len(images), size, size), order=1, anti_aliasing=False)
-    x = images[..., None].astype(np.float32)
+    _check_size_and_test_size(size, test_size, "the images are stored 25x25")
+    x = _resized(
+        np.asarray(skimage.data.lfw_subset(), dtype=np.float64), size
+    )  # from (200, 25, 25) in [0, 1]
     y = np.repeat(np.array([1, 0], dtype=np.int64), 100)  # the first 100 are faces
     train, test = _stratified_split(y, test_size, seed)
     return Split(x[train], y[train], x[test], y[test], "skimage-lfw-subset")

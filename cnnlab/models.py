@@ -7,6 +7,7 @@ Shapes are channels-last: images ``(batch, 28, 28, 1)`` for MNIST.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cnnlab.env import import_tensorflow
@@ -19,7 +20,9 @@ __all__ = [
     "deep_net",
     "inception_block",
     "lenet5",
+    "load_or_train",
     "load_or_train_mnist_convnet",
+    "model_cache_dir",
     "mnist_convnet_path",
     "save_atomically",
     "mlp",
@@ -184,11 +187,26 @@ def small_resnet(input_shape=(28, 28, 1), classes: int = 10) -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x), name="small_resnet")
 
 
-def mnist_convnet_path() -> Path:
-    """Where notebook 03 saves its trained convnet for notebooks 05 and 06."""
+def model_cache_dir() -> Path:
+    """``~/.cache/cnnlab/models``: the trained networks later notebooks start from."""
     from cnnlab.ops.build import cache_dir  # noqa: PLC0415
 
-    return cache_dir().parent / "models" / "mnist_convnet.keras"
+    return cache_dir().parent / "models"
+
+
+def mnist_convnet_path() -> Path:
+    """Where notebook 03 saves its trained convnet for notebooks 05 and 06."""
+    return model_cache_dir() / "mnist_convnet.keras"
+
+
+def load_or_train(path: Path, train: Callable[[], keras.Model]) -> keras.Model:
+    """The model saved at ``path``, or ``train()``'s model, saved there for next time."""
+    path = Path(path)
+    if path.is_file():
+        return keras.models.load_model(path)
+    model = train()
+    save_atomically(model, path)
+    return model
 
 
 def load_or_train_mnist_convnet(
@@ -202,16 +220,15 @@ def load_or_train_mnist_convnet(
     """
     from cnnlab.data import load_mnist  # noqa: PLC0415
 
-    path = Path(path) if path else mnist_convnet_path()
-    if path.is_file():
-        return keras.models.load_model(path)
-    data = load_mnist(quiet=quiet)
-    keras.utils.set_random_seed(seed)
-    model = mnist_convnet()
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(data.x_train, data.y_train, batch_size=32, epochs=epochs, verbose=0)
-    save_atomically(model, path)
-    return model
+    def train() -> keras.Model:
+        data = load_mnist(quiet=quiet)
+        keras.utils.set_random_seed(seed)
+        model = mnist_convnet()
+        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(data.x_train, data.y_train, batch_size=32, epochs=epochs, verbose=0)
+        return model
+
+    return load_or_train(path or mnist_convnet_path(), train)
 
 
 def save_atomically(model: keras.Model, path: Path) -> bool:

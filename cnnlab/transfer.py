@@ -15,7 +15,6 @@ Images are ``(batch, 28, 28, 1)`` floats in [0, 1]; labels ``(batch,)`` ints.
 from __future__ import annotations
 
 import math
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -145,9 +144,7 @@ def fit_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, l
     rng = np.random.default_rng(seed)
     passes = math.ceil(steps * batch_size / len(x))
     order = np.concatenate([rng.permutation(len(x)) for _ in range(passes)])[: steps * batch_size]
-    model.compile(
-        keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
+    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
     model.fit(x[order], y[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
     return model
 
@@ -298,6 +295,19 @@ def feature_extraction(base: keras.Sequential, keep: str, x: np.ndarray, y: np.n
     return fit_steps(new_head(base, keep, classes), features, y, steps=steps, seed=seed)
 
 
+def _from_scratch(base, x, y, classes: int, *, steps: int, seed: int) -> keras.Sequential:
+    """``base``'s architecture, seeded random weights, every layer trained on ``(x, y)``."""
+    keras.utils.set_random_seed(seed)
+    return fit_steps(transfer_model(base, None, classes), x, y, steps=steps, seed=seed)
+
+
+def _extracted(base, keep: str, x, y, classes: int, *, steps: int, seed: int) -> keras.Sequential:
+    """The frozen layers up to ``keep`` under a head trained by :func:`feature_extraction`."""
+    return transfer_model(
+        base, keep, classes, head=feature_extraction(base, keep, x, y, steps=steps, seed=seed)
+    )
+
+
 def three_ways(base: keras.Sequential, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
                keep: str = "pool2", first: str = "conv2", steps: int = 100, seed: int = 0) -> dict[str, float]:  # fmt: skip
     """Test accuracy of the three ways to learn a new task from ``(x, y)``, same data, same steps.
@@ -309,10 +319,8 @@ def three_ways(base: keras.Sequential, x: np.ndarray, y: np.ndarray, x_test: np.
     Labels are ``0 .. classes - 1``; ``classes`` is taken from ``y_test``.
     """
     classes = int(np.max(y_test)) + 1
-    keras.utils.set_random_seed(seed)
-    scratch = fit_steps(transfer_model(base, None, classes), x, y, steps=steps, seed=seed)
-    head = feature_extraction(base, keep, x, y, steps=steps, seed=seed)
-    model = transfer_model(base, keep, classes, head=head)
+    scratch = _from_scratch(base, x, y, classes, steps=steps, seed=seed)
+    model = _extracted(base, keep, x, y, classes, steps=steps, seed=seed)
     extracted = accuracy(model, x_test, y_test)
     fine_tune(model, x, y, first=first, steps=steps, seed=seed)
     return {"scratch": accuracy(scratch, x_test, y_test), "feature extraction": extracted,
@@ -353,12 +361,9 @@ def accuracy_vs_kept(base: keras.Sequential, split, n: int, keeps=(None, *BLOCK_
     result = []
     for keep in keeps:
         if keep is None:
-            keras.utils.set_random_seed(seed)
-            model = fit_steps(transfer_model(base, None, classes), x, y, steps=steps, seed=seed)
+            model = _from_scratch(base, x, y, classes, steps=steps, seed=seed)
         else:
-            model = transfer_model(
-                base, keep, classes, head=feature_extraction(base, keep, x, y, steps=steps, seed=seed)
-            )
+            model = _extracted(base, keep, x, y, classes, steps=steps, seed=seed)
         result.append(accuracy(model, split.x_test, split.y_test))
     return np.array(result)
 
@@ -373,20 +378,19 @@ def pretrained_digit_base(*, classes=(0, 1, 2, 3, 4), steps: int = 1200, seed: i
     on 2 cores) and saves it there.
     """
     from cnnlab.data import load_mnist  # noqa: PLC0415
-    from cnnlab.models import mnist_convnet_path, save_atomically  # noqa: PLC0415
+    from cnnlab.models import load_or_train, model_cache_dir  # noqa: PLC0415
 
     classes = list(classes)
+
+    def train() -> keras.Sequential:
+        data = load_mnist(quiet=quiet)
+        x, y = select_classes(data.x_train, data.y_train, classes)
+        x, y = shifted_copies(x, 3, seed=seed), np.tile(y, 4)
+        keras.utils.set_random_seed(seed)
+        return fit_steps(digit_base(classes=len(classes)), x, y, steps=steps, seed=seed)
+
     tag = "".join(str(c) for c in classes)
-    path = Path(path) if path else mnist_convnet_path().with_name(f"digit_base_{tag}_{steps}_{seed}.keras")
-    if path.is_file():
-        return keras.models.load_model(path)
-    data = load_mnist(quiet=quiet)
-    x, y = select_classes(data.x_train, data.y_train, classes)
-    x, y = shifted_copies(x, 3, seed=seed), np.tile(y, 4)
-    keras.utils.set_random_seed(seed)
-    model = fit_steps(digit_base(classes=len(classes)), x, y, steps=steps, seed=seed)
-    save_atomically(model, path)
-    return model
+    return load_or_train(path or model_cache_dir() / f"digit_base_{tag}_{steps}_{seed}.keras", train)
 
 
 class WeightsUnavailable(RuntimeError):
@@ -399,7 +403,7 @@ _WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mob
 
 def _imagenet_weights(filename: str) -> Path:
     """Keras's cached copy of ``filename``, downloaded first if the host answers."""
-    from cnnlab.data import host_reachable, keras_cache_file, offline_forced  # noqa: PLC0415
+    from cnnlab.data import download_timeout, host_reachable, keras_cache_file, offline_forced  # noqa: PLC0415
 
     cached = keras_cache_file("models", filename)
     if cached.is_file():
@@ -408,14 +412,11 @@ def _imagenet_weights(filename: str) -> Path:
         raise WeightsUnavailable(
             f"{filename} is not in Keras's cache and {_WEIGHTS_HOST[0]} cannot be reached"
         )
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20.0)  # a download that stalls ends instead of hanging the notebook
     try:
-        return Path(keras.utils.get_file(filename, _WEIGHTS_URL + filename, cache_subdir="models"))
+        with download_timeout():
+            return Path(keras.utils.get_file(filename, _WEIGHTS_URL + filename, cache_subdir="models"))
     except Exception as error:  # get_file re-raises every download failure as a bare Exception
         raise WeightsUnavailable(f"{filename} could not be downloaded: {error}") from error
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def mobilenet_v2_features(
