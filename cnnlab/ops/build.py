@@ -56,7 +56,7 @@ KERNELS = Path(__file__).resolve().parent / "kernels"
 CPU_SOURCES = ("lab_conv_ops.cc", "lab_conv_cpu.cc")
 GPU_CXX_SOURCES = ("lab_conv_gpu.cc",)
 CUDA_SOURCES = ("lab_conv_kernels.cu",)
-CXX_FLAGS = ("-O3", "-march=native", "-DNDEBUG", "-fPIC", "-Wno-deprecated-declarations")
+CXX_FLAGS = ("-O3", "-DNDEBUG", "-fPIC", "-Wno-deprecated-declarations")
 CUDA_ARCHS = ("80", "90")
 GPU_CHOICES = ("auto", "yes", "no")
 _ERROR_LINES = 12
@@ -79,6 +79,7 @@ class BuildPlan:
     tf_link_flags: tuple[str, ...]
     tf_include: str
     cuda_home: str | None
+    arch_flags: tuple[str, ...] = ("-march=native",)
     key: str = field(default="")
 
     @property
@@ -147,6 +148,24 @@ def _cpu_features() -> str:
     return platform.machine() + platform.processor()
 
 
+def _arch_flags(cxx: str) -> tuple[str, ...]:
+    """``-march=native``, minus AVX512-FP16 where the CPU has it.
+
+    g++ 12 enables AVX512-FP16 on CPUs that have it (Sapphire Rapids), and the
+    Eigen headers TensorFlow ships do not compile with it; our kernels never
+    use half precision, so turning it off costs nothing.
+    """
+    flags = ("-march=native",)
+    if "avx512_fp16" in _cpu_features():
+        probe = [cxx, "-march=native", "-mno-avx512fp16", "-x", "c++", "-fsyntax-only", os.devnull]
+        try:
+            if subprocess.run(probe, capture_output=True, timeout=60).returncode == 0:
+                flags += ("-mno-avx512fp16",)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return flags
+
+
 def _source_hash() -> str:
     digest = hashlib.sha256()
     for path in sorted(KERNELS.iterdir()):
@@ -198,6 +217,7 @@ def plan(gpu: str = "auto") -> BuildPlan:
         tf_link_flags=link_flags,
         tf_include=tf.sysconfig.get_include(),
         cuda_home=cuda_home if use_gpu else None,
+        arch_flags=_arch_flags(cxx),
     )
     digest = hashlib.sha256()
     for part in (
@@ -208,6 +228,7 @@ def plan(gpu: str = "auto") -> BuildPlan:
         compiler_version(cxx),
         compiler_version(nvcc) if use_gpu else "cpu-only",
         *CXX_FLAGS,
+        *base.arch_flags,
         *CUDA_ARCHS,
         _cpu_features(),
         sys.version,
@@ -239,6 +260,7 @@ def _commands(p: BuildPlan, workdir: Path, output: Path) -> list[tuple[str, list
                     "-o",
                     obj,
                     *CXX_FLAGS,
+                    *p.arch_flags,
                     *p.tf_compile_flags,
                     *gpu_defines,
                     *include,
