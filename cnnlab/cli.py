@@ -73,15 +73,19 @@ def _assign(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from cnnlab.grading.execute import Limits  # noqa: PLC0415
     from cnnlab.grading.grade import GradeRun, grade  # noqa: PLC0415
+    from cnnlab.grading.sandbox import SandboxUnavailable  # noqa: PLC0415
     from cnnlab.grading.source import SourceError  # noqa: PLC0415
 
     limits = Limits(cell_seconds=args.timeout, notebook_seconds=args.notebook_timeout, memory_mb=args.memory_mb,
-                    output_bytes=args.max_output)  # fmt: skip
+                    output_bytes=args.max_output, processes=args.max_processes, scratch_mb=args.scratch_mb)  # fmt: skip
     run = GradeRun(source=args.source, out=args.out, limits=limits, workers=args.workers, seed=args.seed,
-                   sandbox={"auto": None, "yes": True, "no": False}[args.sandbox])  # fmt: skip
+                   sandbox=args.sandbox, only_not_gradable=args.only_not_gradable)  # fmt: skip
     try:
         results = grade(args.submissions, run)
-    except (SourceError, FileNotFoundError) as error:
+    except SandboxUnavailable as error:
+        print(f"cnnlab grade: refusing to grade without a sandbox: {error}", file=sys.stderr)
+        return 2
+    except (SourceError, FileNotFoundError, ValueError) as error:
         print(f"cnnlab grade: {error}", file=sys.stderr)
         return 1
     statuses: dict[str, int] = {}
@@ -89,6 +93,9 @@ def _grade(args: argparse.Namespace) -> int:
         statuses[result.status] = statuses.get(result.status, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
     print(f"graded {len(results)} submission(s) ({summary}) -> {args.out}/grades.csv")
+    if statuses.get("not-gradable"):
+        print(f"{statuses['not-gradable']} could not be graded (see their notes); once fixed, run the same command "
+              "with --only-not-gradable to grade just those")  # fmt: skip
     return 0
 
 
@@ -160,8 +167,14 @@ def parser() -> argparse.ArgumentParser:
         "--max-output", type=_positive(int), default=1_000_000, help="output bytes kept per notebook"
     )
     grade.add_argument("--seed", type=int, default=None, help="seed of hidden-test inputs (default: random)")
-    grade.add_argument("--sandbox", choices=["auto", "yes", "no"], default="auto",
-                       help="run kernels in bubblewrap: auto (when installed), yes, no")  # fmt: skip
+    grade.add_argument("--max-processes", type=_positive(int), default=64, help="processes per kernel (default 64)")
+    grade.add_argument("--scratch-mb", type=_positive(int), default=512,
+                       help="writable scratch space per kernel, MiB (default 512)")  # fmt: skip
+    grade.add_argument("--sandbox", choices=["bwrap", "none"], default="bwrap",
+                       help="bwrap (default; refuses to grade if bubblewrap does not work) or none (no isolation, "
+                            "recorded in the grade sheet)")  # fmt: skip
+    grade.add_argument("--only-not-gradable", action="store_true",
+                       help="grade again only the rows an earlier run into --out marked not-gradable")  # fmt: skip
     grade.set_defaults(run=_grade)
 
     refresh = commands.add_parser("refresh", help="re-execute notebooks and store their outputs")

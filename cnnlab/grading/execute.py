@@ -1,16 +1,20 @@
-"""Run one notebook in a fresh kernel with a time limit per cell and per notebook,
-a memory ceiling and an output cap. The grader's side of the kernel connection.
-
-The limits are enforced from outside the kernel, by this process:
+"""Step 3 of grading: run one notebook in a fresh kernel, under limits enforced from outside.
 
 * per cell: nbclient's timeout; on expiry the kernel is interrupted and the
   cell gets a ``CellTimeout`` error, then the next cells run;
-* per notebook and memory: a watchdog thread sums the resident memory of the
-  kernel's whole process tree every 0.1 s and kills the process group when it
-  passes the ceiling or when the notebook's deadline passes (a kernel that
-  ignores interrupts ends there too);
+* per notebook, memory and processes: a watchdog thread polls the kernel's
+  whole process tree every 0.1 s (resident memory summed, processes counted)
+  and kills it when it passes a ceiling or the notebook's deadline (a kernel
+  that ignores interrupts ends there too);
 * output: text beyond the cap is dropped, with one note in the feedback;
-  grading records have their own, larger cap.
+  grading records have their own, larger cap;
+* files, processes per user and scratch size: set by the sandbox
+  (:mod:`cnnlab.grading.sandbox`) as resource limits and a sized tmpfs.
+
+What each cell's ``execute_reply`` said is kept (:class:`Reply`): that, not
+the outputs a submission may suppress, is what decides whether a cell failed.
+A kernel that never starts is the grader's failure (``status ==
+"not-started"``), never the student's.
 """
 
 from __future__ import annotations
@@ -28,24 +32,39 @@ from nbclient.exceptions import DeadKernelError
 
 from cnnlab.grading.record import MIME
 
-__all__ = ["Execution", "Limits", "execute"]
+__all__ = ["Execution", "Limits", "Reply", "execute"]
 
 
 @dataclass(frozen=True)
 class Limits:
+    """Per-submission limits. Sizes in MiB or bytes as named."""
+
     cell_seconds: float = 60.0
     notebook_seconds: float = 300.0
     memory_mb: int = 4096
     output_bytes: int = 1_000_000
     record_bytes: int = 50_000_000
+    processes: int = 64  # processes in the kernel's tree (the watchdog kills past it)
+    threads: int = 1024  # tasks (processes + threads) the kernel's user may have (RLIMIT_NPROC)
+    file_mb: int = 256  # largest file the kernel may write (RLIMIT_FSIZE)
+    scratch_mb: int = 512  # its writable scratch space (a tmpfs of this size)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the kernel replied to one cell: ``status`` is ok, error or aborted."""
+
+    status: str
+    ename: str = ""
+    evalue: str = ""
 
 
 @dataclass
 class Execution:
-    """What happened: ``status`` is ok, timeout, memory or kernel-died."""
+    """What happened: ``status`` is ok, timeout, memory, processes, kernel-died or not-started."""
 
-    nb: object
     status: str = "ok"
+    replies: dict[int, Reply] = field(default_factory=dict)
     timed_out_cells: set[int] = field(default_factory=set)
     output_truncated: bool = False
     died_at_cell: int | None = None
@@ -53,57 +72,77 @@ class Execution:
     peak_memory_mb: float = 0.0
 
 
-def _tree_rss_mb(root: int) -> float:
-    """Resident memory of ``root`` and all its descendants, in MiB (Linux /proc)."""
-    total, stack, seen = 0, [root], set()
+def _tree(root: int) -> list[int]:
+    """``root`` and all its descendants (Linux /proc; processes that vanish meanwhile are skipped)."""
+    found, stack, seen = [], [root], set()
     while stack:
         pid = stack.pop()
         if pid in seen:
             continue
         seen.add(pid)
         try:
+            children = []
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as handle:
+                    children += [int(c) for c in handle.read().split()]
+        except (OSError, ValueError):
+            continue
+        found.append(pid)
+        stack.extend(children)
+    return found
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
             with open(f"/proc/{pid}/statm") as statm:
                 total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as children:
-                    stack.extend(int(c) for c in children.read().split())
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
     return total / 2**20
 
 
 class _Watchdog(threading.Thread):
+    """Kills the kernel's process tree past a limit; ``reason`` says which, ``peak`` the memory seen."""
+
     def __init__(self, pid: int, limits: Limits, started: float):
-        super().__init__(daemon=True)
+        super().__init__(daemon=True, name=f"cnnlab-watchdog-{pid}")
         self.pid, self.limits, self.started = pid, limits, started
         self.reason: str | None = None
         self.peak = 0.0
-        self._stop = threading.Event()
+        self._finished = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(0.1):
-            rss = _tree_rss_mb(self.pid)
+        while not self._finished.wait(0.1):
+            pids = _tree(self.pid)
+            rss = _rss_mb(pids)
             self.peak = max(self.peak, rss)
             if rss > self.limits.memory_mb:
-                self._kill("memory")
+                self._kill("memory", pids)
+            elif len(pids) > self.limits.processes + 3:  # + the sandbox's own processes
+                self._kill("processes", pids)
             elif time.monotonic() - self.started > self.limits.notebook_seconds:
-                self._kill("timeout")
+                self._kill("timeout", pids)
             if self.reason:
                 return
 
-    def _kill(self, reason: str) -> None:
+    def _kill(self, reason: str, pids: list[int]) -> None:
         self.reason = reason
-        try:
-            os.killpg(self.pid, signal.SIGKILL)  # the kernel was started in its own session
-        except OSError:
-            pass
+        for kill, target in ((os.killpg, self.pid), *((os.kill, pid) for pid in pids)):
+            try:
+                kill(target, signal.SIGKILL)
+            except OSError:
+                pass
 
-    def stop(self) -> None:
-        self._stop.set()
+    def finish(self) -> None:
+        """Stop watching and wait for the thread, so ``reason`` and ``peak`` are final."""
+        self._finished.set()
+        self.join()
 
 
 class _GradingClient(NotebookClient):
-    """nbclient with an output cap and a hook that starts the watchdog."""
+    """nbclient with an output cap, the replies kept, and a hook that starts the watchdog."""
 
     def __init__(self, *args, limits: Limits, execution: Execution, **kwargs):
         super().__init__(*args, **kwargs)
@@ -113,6 +152,7 @@ class _GradingClient(NotebookClient):
         self.current_cell = -1
         self.on_notebook_start = self._start_watchdog
         self.on_cell_start = self._cell_start
+        self.on_cell_executed = self._cell_executed
 
     def _start_watchdog(self, **_):
         pid = self.km.provisioner.pid if self.km and self.km.provisioner else None
@@ -122,6 +162,13 @@ class _GradingClient(NotebookClient):
 
     def _cell_start(self, cell, cell_index, **_):
         self.current_cell = cell_index
+
+    def _cell_executed(self, cell, cell_index, execute_reply, **_):
+        content = (execute_reply or {}).get("content", {})
+        self.execution.replies[cell_index] = Reply(
+            str(content.get("status", "error")), str(content.get("ename", "") or ""),
+            str(content.get("evalue", "") or ""),
+        )  # fmt: skip
 
     async def _async_handle_timeout(self, timeout, cell=None):
         self.execution.timed_out_cells.add(self.current_cell)
@@ -133,72 +180,58 @@ class _GradingClient(NotebookClient):
         size = len(repr(content))
         if MIME in data:
             self.record_bytes += size
-            if self.record_bytes > self.limits.record_bytes:
-                self.execution.output_truncated = True
-                return None
+            over = self.record_bytes > self.limits.record_bytes
         else:
             self.text_bytes += size
-            if self.text_bytes > self.limits.output_bytes:
-                self.execution.output_truncated = True
-                return None
+            over = self.text_bytes > self.limits.output_bytes
+        if over:
+            self.execution.output_truncated = True
+            return None
         return super().output(outs, msg, display_id, cell_index)
 
 
-def execute(nb, kernel_dirs: Path, scratch: Path, limits: Limits, kernel_name: str) -> Execution:
-    """Execute ``nb`` in place in a new kernel of ``kernel_name`` found in ``kernel_dirs``."""
+def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, limits: Limits) -> Execution:
+    """Execute ``nb`` in place in a new kernel ``kernel_name`` found in ``kernel_dirs``.
+
+    The kernel starts in ``cwd`` and talks to this process over Unix sockets in ``ipc_dir``.
+    """
     from jupyter_client import AsyncKernelManager  # noqa: PLC0415
     from jupyter_client.kernelspec import KernelSpecManager  # noqa: PLC0415
 
-    execution = Execution(nb)
-    ipc = scratch / ".ipc"
-    ipc.mkdir(exist_ok=True)
+    execution = Execution()
     # The asynchronous manager matters: with a blocking client, nbclient's wait for
     # output from a kernel that has died blocks its event loop for ever.
     km = AsyncKernelManager(
         kernel_name=kernel_name,
         kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dirs)], ensure_native_kernel=False),
         transport="ipc",
-        ip=str(ipc / "k"),
-        connection_file=str(ipc / "connection.json"),
+        ip=str(ipc_dir / "k"),
+        connection_file=str(ipc_dir / "connection.json"),
     )
     client = _GradingClient(
-        nb,
-        km=km,
-        limits=limits,
-        execution=execution,
-        timeout=int(max(1, limits.cell_seconds)),
-        startup_timeout=120,
-        allow_errors=True,
-        interrupt_on_timeout=True,
-        error_on_timeout={
-            "ename": "CellTimeout",
-            "evalue": f"the cell ran longer than {limits.cell_seconds:g} s",
-            "traceback": [],
-        },  # fmt: skip
-        record_timing=False,
-        shutdown_kernel="immediate",
-        resources={"metadata": {"path": str(scratch)}},
-    )
+        nb, km=km, limits=limits, execution=execution, timeout=int(max(1, limits.cell_seconds)),
+        startup_timeout=120, allow_errors=True, interrupt_on_timeout=True,
+        error_on_timeout={"ename": "CellTimeout", "evalue": f"the cell ran longer than {limits.cell_seconds:g} s",
+                          "traceback": []},
+        record_timing=False, shutdown_kernel="immediate", resources={"metadata": {"path": str(cwd)}},
+    )  # fmt: skip
     try:
         client.execute()
     except DeadKernelError as error:
-        execution.status, execution.died_at_cell, execution.detail = (
-            "kernel-died",
-            client.current_cell,
-            str(error),
-        )
+        execution.status, execution.died_at_cell, execution.detail = "kernel-died", client.current_cell, str(error)
     except Exception as error:  # noqa: BLE001 -- e.g. the kernel never started
         execution.status, execution.died_at_cell = "kernel-died", client.current_cell
         execution.detail = f"{type(error).__name__}: {error}"
     finally:
-        atexit.unregister(
-            client._cleanup_kernel
-        )  # nbclient's own exit hook fails on a kernel that never started
+        # nbclient's own exit hook fails on a kernel that never started.
+        atexit.unregister(client._cleanup_kernel)
         if client.watchdog:
-            client.watchdog.stop()
+            client.watchdog.finish()
             execution.peak_memory_mb = client.watchdog.peak
             if client.watchdog.reason:
                 execution.status, execution.died_at_cell = client.watchdog.reason, client.current_cell
+    if execution.status == "kernel-died" and not execution.replies and client.current_cell < 0:
+        execution.status = "not-started"  # no cell ever ran: nothing the submission did
     if execution.status == "ok" and execution.timed_out_cells:
         execution.status = "timeout"
     return execution

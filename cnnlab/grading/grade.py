@@ -1,377 +1,120 @@
 """``cnnlab grade``: score a class's submissions against the instructor sources.
 
-Pipeline for one submission
----------------------------
-1. Read and validate the JSON; identify the assignment (nbgrader layout
-   ``submitted/<student>/<assignment>/<notebook>.ipynb``, or
-   ``<student>/<notebook>.ipynb``). Anything unreadable, empty, or with none of
-   the assignment's cells is ``invalid-notebook``.
-2. Rebuild the notebook from the source (:func:`restore`): every cell comes
-   from the source except the student's answers (matched by ``grade_id``) and
-   cells the student added (kept where they were). Deleted or edited test
-   cells therefore do not matter, and hidden tests are back.
-3. Split each test cell into its visible and hidden parts, executed as
-   separate cells, so a failure can be attributed without showing hidden code.
-4. Execute in a fresh kernel (:mod:`cnnlab.grading.execute`) inside the
-   sandbox (:mod:`cnnlab.grading.sandbox`), with time, memory and output
-   limits.
-5. Score in this process (:func:`score`), write CSV/JSON/HTML (:mod:`report`).
+The pipeline, one module per step, in the order the data flows:
 
-Tamper resistance: how a submission is kept from raising its own score
------------------------------------------------------------------------
+1. :mod:`~cnnlab.grading.intake` finds the submissions (regular ``*.ipynb``
+   files only; links, devices and duplicates get a status of their own) and
+   reads each one;
+2. :mod:`~cnnlab.grading.restore` rebuilds the notebook from the source: the
+   tests (hidden ones included) come back from the source, the student's
+   answers are kept;
+3. :mod:`~cnnlab.grading.execute` runs it in a fresh kernel inside the
+   :mod:`~cnnlab.grading.sandbox`, under time, memory, process, file and
+   output limits;
+4. :mod:`~cnnlab.grading.score` decides each test cell in this process, from
+   the kernel's replies and the values the hidden tests recorded
+   (:mod:`~cnnlab.grading.record`);
+5. :mod:`~cnnlab.grading.report` writes the grade sheets and feedback pages.
+
+This module ties them together: it runs each assignment's source once (its
+records are the expected values, and it must pass its own tests), grades the
+submissions side by side, and keeps the grader's own failures apart from the
+students' results.
+
+Tamper resistance
+-----------------
 The student's code and the tests share one Python kernel, so anything the
-tests compute *inside* the kernel (an ``assert``, ``np.allclose``,
-``check_array``, even ``AssertionError`` or IPython's exception handling) can be
-monkeypatched by the submission. The design therefore never trusts a verdict
-made in the kernel to award points that a value can decide:
+tests compute *inside* the kernel (an ``assert``, ``np.allclose``, the checks,
+even ``AssertionError`` or IPython's exception display) can be monkeypatched
+by the submission. So:
 
 * **Values, not verdicts, leave the kernel.** Hidden tests call
-  ``record(key, value)`` on the student's answers. The value travels as a
-  JSON display output over the kernel's IOPub channel to this process. The
+  ``record(key, value)`` on the student's answers; the value travels as a
+  display output to this process, which compares it with the source's, using
+  the comparison the source asked for (close, equal, at least, at most). The
   grader never unpickles or executes anything the kernel produced.
-* **Inputs chosen at grading time.** Hidden-test inputs come from
-  ``grading_rng()``, seeded by a number the grader draws for each run
-  (``--seed`` to reproduce). Answers copied from a leaked key for fixed
-  inputs, or inputs altered by patching NumPy's random generators, do not
-  match.
-* **The reference comes from the source, run separately.** Before grading,
-  the source notebook (with its solutions) runs once per assignment with the
-  same seed in its own kernel; its records are the expected values, and
-  their tolerances are the ones used (a submission cannot loosen them). A
-  source that fails its own tests stops the run with a clear error.
-* **A test cell scores only if** every key the reference recorded for it
-  arrives exactly once and matches, and none of its parts raised. Missing,
-  duplicated or extra-early records fail the cell. In-kernel asserts still run
-  (they give students their messages and keep the source valid for
-  nbgrader), but they can only take points away.
-* **The tests are the source's.** Test cells are restored from the source by
-  ``grade_id``; deleting or editing them, or adding cells, changes nothing.
-* **Isolation.** Each submission gets a fresh kernel in its own scratch
-  directory, inside bubblewrap where available: no network, a read-only file
-  system, the sources, the grades output and every other submission hidden.
-  Files a submission writes (a fake ``grades.csv``) stay in its scratch
-  directory, which the grader never reads. Time, memory and output limits are
-  enforced from outside the kernel.
+* **Inputs chosen at grading time** (``grading_rng``, seeded per run).
+* **The kernel's reply decides a failure,** not what it displayed.
+* **The tests are the source's**, restored by ``grade_id``.
+* **Deny by default.** The kernel sees the interpreter, its packages, the
+  ``cnnlab`` package and the caches it reads; not the sources, the course
+  folder, any ``.git``, any home directory or other submission. It runs as an
+  unprivileged user, without network, in its own PID namespace. Without a
+  working sandbox the grader refuses, unless told ``--sandbox none``.
+* **The grader's failures are not zeros.** A kernel that cannot start, a full
+  disk or a bug here marks the row ``not-gradable`` with the reason;
+  ``--only-not-gradable`` grades those rows again later.
 
-Limits of the design: a test cell without any ``record`` call is decided
-by in-kernel asserts alone, and the feedback says so; the instructor should
-give every graded test cell a recorded hidden test. A student who calls a
-library implementation of the answer (``cnnlab.conv`` is importable) gets
-the right values: that is a matter of academic honesty, not of tampering.
+Limits: a test cell with no ``record`` call is decided by the kernel's
+replies alone, which a determined submission can forge (as under nbgrader);
+the run lists such cells at its start. A threshold (``at_least``) is judged
+here, but on a value computed in the kernel.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
+import queue
 import random
 import shutil
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-import numpy as np
-
 from cnnlab.grading import report
 from cnnlab.grading.execute import Execution, Limits, execute
-from cnnlab.grading.record import MIME
-from cnnlab.grading.sandbox import (
-    DISABLED_WARNING,
-    KERNEL_NAME,
-    MISSING_WARNING,
-    Sandbox,
-    bwrap_available,
-    write_kernelspec,
-)
-from cnnlab.grading.source import (
-    BEGIN_HIDDEN,
-    END_HIDDEN,
-    GradeItem,
-    SourceError,
-    cell_key,
-    grade_items,
-    is_grade,
-    is_solution,
-    meta,
-    read_notebook,
-    validate,
-)
+from cnnlab.grading.intake import Submission, find_submissions, read_submission
+from cnnlab.grading.record import passes_own_bounds
+from cnnlab.grading.report import SubmissionResult
+from cnnlab.grading.restore import restore, segment
+from cnnlab.grading.sandbox import KERNEL_NAME, Sandbox, probe, write_kernelspec
+from cnnlab.grading.score import CellResult, Reference, collect_records, score, unrecorded
+from cnnlab.grading.source import GradeItem, SourceError, grade_items, read_notebook, validate
 
-__all__ = ["Assignment", "CellResult", "GradeRun", "SubmissionResult", "grade", "restore", "score"]
+__all__ = ["Assignment", "GradeRun", "grade", "load_assignments"]
 
-SEGMENT = "cnnlab_segment"
+SANDBOXES = ("bwrap", "none")
+DISABLED_WARNING = ("warning: --sandbox none: kernels run unsandboxed, so a submission can read the sources and "
+                    "any file this user can, and use the network; grades.csv records it")  # fmt: skip
 
 
-@dataclass
+@dataclass(frozen=True)
 class Assignment:
     name: str
     path: Path
     nb: object
-    items: list[GradeItem]
-    reference: dict[str, dict[str, dict]] = field(default_factory=dict)  # grade_id -> key -> record
+    items: tuple[GradeItem, ...]
 
 
-@dataclass
-class CellResult:
-    grade_id: str
-    points: float
-    max_points: float
-    passed: bool | None  # None: graded by a person
-    message: str = ""
-    hidden: bool = False  # the cell has hidden tests
-    unrecorded: bool = False  # no record(): verdict from in-kernel asserts only
+@dataclass(frozen=True)
+class GradeRun:
+    source: Path
+    out: Path
+    limits: Limits = field(default_factory=Limits)
+    workers: int = os.cpu_count() or 1
+    seed: int | None = None  # None: drawn at random (or the earlier run's with only_not_gradable)
+    sandbox: str = "bwrap"  # or "none"
+    progress: bool = True
+    only_not_gradable: bool = False  # re-grade the rows an earlier run in ``out`` could not grade
 
 
-@dataclass
-class SubmissionResult:
-    student: str
-    assignment: str
-    path: str
-    status: str
-    cells: list[CellResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    manual_answers: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def total(self) -> float:
-        return sum(c.points for c in self.cells)
-
-    @property
-    def max_points(self) -> float:
-        return sum(c.max_points for c in self.cells)
-
-    @property
-    def manual_pending(self) -> float:
-        return sum(c.max_points for c in self.cells if c.passed is None)
-
-
-# --------------------------------------------------------------------------- #
-# Rebuilding the notebook to run
-# --------------------------------------------------------------------------- #
-
-
-def _split_hidden(source: str) -> list[tuple[str, str]]:
-    """[(part, "visible"|"hidden"), ...] in order, without the marker lines."""
-    parts: list[tuple[str, str]] = []
-    current, kind = [], "visible"
-    for line in source.splitlines():
-        if BEGIN_HIDDEN in line or END_HIDDEN in line:
-            if any(text.strip() for text in current):
-                parts.append(("\n".join(current), kind))
-            current, kind = [], "hidden" if BEGIN_HIDDEN in line else "visible"
-            continue
-        current.append(line)
-    if any(text.strip() for text in current):
-        parts.append(("\n".join(current), kind))
-    return parts
-
-
-def _tag(cell, grade_id: str | None, kind: str):
-    cell.metadata[SEGMENT] = {"grade_id": grade_id, "kind": kind}
-    return cell
-
-
-def restore(source_nb, submission_nb):
-    """The notebook to execute: the source's cells, the student's answers and extra cells.
-
-    Test cells (and every other non-answer cell) come from the source, hidden
-    tests included, each test cell split into visible and hidden parts.
-    Cells the student added are kept after the source cell they followed.
-    """
-    source_keys = {cell_key(cell) for cell in source_nb.cells}
-    answers, added, last = {}, {}, None
-    for cell in submission_nb.cells:
-        key = cell_key(cell)
-        if key in source_keys:
-            answers[key], last = cell, key
-        elif cell.cell_type == "code":  # markdown the student added is irrelevant to grading
-            added.setdefault(last, []).append(cell)
-    out = nbformat.v4.new_notebook(metadata=copy.deepcopy(source_nb.metadata))
-    for extra in added.get(None, []):
-        out.cells.append(_tag(nbformat.v4.new_code_cell(extra.source), None, "student"))
-    for cell in source_nb.cells:
-        key, grade_id = cell_key(cell), meta(cell).get("grade_id")
-        if is_solution(cell):
-            student = answers.get(key)
-            text = student.source if student is not None and student.cell_type == cell.cell_type else ""
-            new = (
-                nbformat.v4.new_code_cell(text)
-                if cell.cell_type == "code"
-                else nbformat.v4.new_markdown_cell(text)
-            )
-            out.cells.append(_tag(new, grade_id, "answer"))
-        elif is_grade(cell) and cell.cell_type == "code":
-            for text, kind in _split_hidden(cell.source):
-                out.cells.append(_tag(nbformat.v4.new_code_cell(text), grade_id, kind))
-        elif cell.cell_type == "code":
-            out.cells.append(_tag(nbformat.v4.new_code_cell(cell.source), None, "source"))
-        else:
-            out.cells.append(_tag(nbformat.v4.new_markdown_cell(cell.source), None, "source"))
-        for extra in added.get(key, []):
-            out.cells.append(_tag(nbformat.v4.new_code_cell(extra.source), None, "student"))
-    return out
-
-
-# --------------------------------------------------------------------------- #
-# Scoring, in the grader's process
-# --------------------------------------------------------------------------- #
-
-
-def _records(cell) -> tuple[dict[str, list[dict]], int]:
-    """Records found in a cell's outputs, by key; and how many payloads were malformed."""
-    found: dict[str, list[dict]] = {}
-    malformed = 0
-    for output in cell.get("outputs", []):
-        payload = output.get("data", {}).get(MIME) if output.get("output_type") == "display_data" else None
-        if payload is None:
-            continue
-        if isinstance(payload, str):  # some front ends keep JSON MIME bundles as text
-            try:
-                payload = json.loads(payload)
-            except ValueError:
-                malformed += 1
-                continue
-        if not (
-            isinstance(payload, dict)
-            and isinstance(payload.get("key"), str)
-            and isinstance(payload.get("value"), dict)
-        ):
-            malformed += 1
-            continue
-        found.setdefault(payload["key"], []).append(payload)
-    return found, malformed
-
-
-def _decode(value: dict):
-    kind = value.get("kind")
-    if kind == "array":
-        data = np.array([float(v) for v in value.get("data", [])], dtype=np.float64)
-        return data.reshape([int(n) for n in value.get("shape", [])])
-    if kind == "bool":
-        return np.array([bool(v) for v in value.get("data", [])]).reshape(
-            [int(n) for n in value.get("shape", [])]
-        )
-    if kind in ("text", "none"):
-        return value.get("data")
-    raise ValueError(f"unknown record kind {kind!r}")
-
-
-def values_match(student: dict, reference: dict) -> bool:
-    """Compare a student's record with the reference's, with the reference's tolerances."""
-    try:
-        got, expected = _decode(student["value"]), _decode(reference["value"])
-    except (ValueError, TypeError, KeyError):
-        return False
-    if isinstance(expected, np.ndarray):
-        if (
-            not isinstance(got, np.ndarray)
-            or got.shape != expected.shape
-            or got.dtype.kind != expected.dtype.kind
-        ):
-            return False
-        if expected.dtype.kind == "b":
-            return bool(np.array_equal(got, expected))
-        return bool(np.allclose(got, expected, rtol=float(reference["rtol"]), atol=float(reference["atol"]),
-                                equal_nan=True))  # fmt: skip
-    return got == expected
-
-
-def _error_text(cell) -> tuple[str, str] | None:
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            return str(output.get("ename", "Error"))[:200], str(output.get("evalue", ""))[:500]
-    return None
-
-
-def score(assignment: Assignment, executed, execution: Execution) -> list[CellResult]:
-    """One :class:`CellResult` per grade cell of the assignment."""
-    by_grade: dict[str, list] = {}
-    for index, cell in enumerate(executed.cells):
-        segment = cell.metadata.get(SEGMENT, {})
-        if segment.get("grade_id"):
-            by_grade.setdefault(segment["grade_id"], []).append((index, cell, segment["kind"]))
-    died = execution.died_at_cell
-    results = []
-    for item in assignment.items:
-        parts = by_grade.get(item.grade_id, [])
-        if item.manual:
-            results.append(
-                CellResult(item.grade_id, 0.0, item.points, None, "written answer: graded by a person")
-            )
-            continue
-        tests = [(i, c, k) for i, c, k in parts if k in ("visible", "hidden", "answer")]
-        hidden = any(k == "hidden" for _, _, k in tests)
-        reference = assignment.reference.get(item.grade_id, {})
-        result = CellResult(item.grade_id, 0.0, item.points, False, hidden=hidden, unrecorded=not reference)
-        failure = None
-        received: dict[str, list[dict]] = {}
-        for index, cell, kind in tests:
-            if index in execution.timed_out_cells:
-                failure = "timed out"
-                break
-            if died is not None and index >= died:
-                failure = f"not run: the kernel stopped ({execution.status}) before or during this test"
-                break
-            if cell.cell_type == "code" and cell.get("execution_count") is None and not cell.get("outputs"):
-                failure = "not run"
-                break
-            error = _error_text(cell)
-            if error:
-                ename, evalue = error
-                if ename == "NotImplementedError":
-                    failure = "not implemented yet: the answer still raises NotImplementedError"
-                elif kind == "hidden":
-                    failure = f"hidden test failed ({ename})"
-                else:
-                    failure = f"{ename}: {evalue}".rstrip(": ")
-                break
-            records, malformed = _records(cell)
-            if malformed:
-                failure = "malformed test result"
-                break
-            for key, payloads in records.items():
-                received.setdefault(key, []).extend(payloads)
-        if failure is None:
-            for key, expected in reference.items():
-                got = received.get(key, [])
-                if len(got) != 1:
-                    failure = f"hidden test result {key!r} {'missing' if not got else 'sent more than once'}"
-                    break
-                if not values_match(got[0], expected):
-                    failure = f"hidden test {key!r}: wrong value"
-                    break
-        if failure is None:
-            result.points, result.passed = item.points, True
-        else:
-            result.message = failure
-        results.append(result)
-    return results
-
-
-# --------------------------------------------------------------------------- #
-# Finding assignments and submissions
-# --------------------------------------------------------------------------- #
+class KernelFailure(RuntimeError):
+    """The grader could not run a kernel (no start, no disk): never the student's fault."""
 
 
 def load_assignments(source: Path) -> dict[str, Assignment]:
     """``source/*.ipynb`` (one notebook per assignment) or ``source/<assignment>/*.ipynb``."""
     if not source.is_dir():
         raise SourceError(f"--source {source} is not a directory")
-    paths = sorted(source.glob("*.ipynb"))
-    named = [(p.stem, p) for p in paths]
+    named = [(p.stem, p) for p in sorted(source.glob("*.ipynb"))]
     if not named:
-        for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
             notebooks = sorted(folder.glob("*.ipynb"))
             if len(notebooks) > 1:
-                raise SourceError(
-                    f"{folder} holds {len(notebooks)} notebooks; one notebook per assignment is supported"
-                )
+                raise SourceError(f"{folder} holds {len(notebooks)} notebooks; one notebook per assignment is supported")
             named += [(folder.name, nb) for nb in notebooks]
     if not named:
         raise SourceError(f"no source notebooks in {source}")
@@ -379,219 +122,194 @@ def load_assignments(source: Path) -> dict[str, Assignment]:
     for name, path in named:
         nb = read_notebook(path)
         validate(nb, str(path))
-        assignments[name] = Assignment(name, path, nb, grade_items(nb))
+        assignments[name] = Assignment(name, path, nb, tuple(grade_items(nb)))
     return assignments
 
 
-@dataclass(frozen=True)
-class Submission:
-    student: str
-    assignment: str | None
-    path: Path
+class _Kernels:
+    """Runs notebooks in fresh sandboxed kernels; each concurrent kernel has its own slot (and uid)."""
 
+    def __init__(self, sandbox: Sandbox, limits: Limits, seed: int, root: Path, slots: int):
+        self.sandbox, self.limits, self.seed, self.root = sandbox, limits, seed, root
+        self.free: queue.Queue[int] = queue.Queue()
+        for slot in range(slots):
+            self.free.put(slot)
 
-def find_submissions(inputs: list[Path], assignments: dict[str, Assignment]) -> list[Submission]:
-    """Each input file, or every file under each input folder, as a submission."""
-    found: list[Submission] = []
-    for item in inputs:
-        if item.is_dir():
-            for path in sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".")):
-                if path.suffix != ".ipynb" and path.stat().st_size > 0:
-                    continue
-                parts = path.relative_to(item).parts
-                if len(parts) >= 3 and parts[-2] in assignments:  # <student>/<assignment>/<notebook>
-                    found.append(Submission(parts[-3], parts[-2], path))
-                else:  # <student>/<notebook>, or a notebook directly in a folder named for the student
-                    found.append(Submission(parts[-2] if len(parts) >= 2 else item.name, None, path))
-        elif item.is_file():
-            found.append(Submission(item.parent.name or item.stem, None, item))
-        else:
-            raise FileNotFoundError(f"submission {item} does not exist")
-    resolved = []
-    for sub in found:
-        name = sub.assignment
-        if name is None:
-            stem = sub.path.stem
-            name = (
-                stem if stem in assignments else (next(iter(assignments)) if len(assignments) == 1 else stem)
-            )
-        resolved.append(Submission(sub.student, name, sub.path))
-    return resolved
-
-
-# --------------------------------------------------------------------------- #
-# The run
-# --------------------------------------------------------------------------- #
-
-
-@dataclass
-class GradeRun:
-    source: Path
-    out: Path
-    limits: Limits = field(default_factory=Limits)
-    workers: int = os.cpu_count() or 1
-    seed: int | None = None
-    sandbox: bool | None = None  # None: use bwrap when it works
-    progress: bool = True
-
-
-def _read_submission(sub: Submission, assignment: Assignment | None) -> tuple[object | None, str]:
-    if assignment is None:
-        return None, f"no assignment named {sub.assignment!r} in the sources"
-    try:
-        raw = sub.path.read_bytes()
-    except OSError as error:
-        return None, f"cannot read the file: {error}"
-    if not raw.strip():
-        return None, "the file is empty"
-    try:
-        nb = nbformat.reads(raw.decode("utf-8", "replace"), as_version=4)
-    except Exception as error:  # noqa: BLE001 -- any parse failure means not a notebook
-        return None, f"not a valid notebook ({type(error).__name__}: {str(error)[:200]})"
-    if not isinstance(nb.get("cells"), list):
-        return None, "not a valid notebook (no cells)"
-    expected = {meta(c).get("grade_id") for c in assignment.nb.cells if meta(c).get("grade_id")}
-    present = {meta(c).get("grade_id") for c in nb.cells if isinstance(c, dict) and meta(c).get("grade_id")}
-    ids = {c.get("id") for c in assignment.nb.cells} & {c.get("id") for c in nb.cells if isinstance(c, dict)}
-    if not (expected & present) and not ids:
-        other = ", ".join(sorted(str(p) for p in present)[:5]) or "none"
-        return None, (f"this is not assignment {assignment.name!r}: none of its cells are here "
-                      f"(grade ids found: {other})")  # fmt: skip
-    return nb, ""
-
-
-class _Runner:
-    def __init__(
-        self, run: GradeRun, assignments: dict[str, Assignment], hidden: Sandbox, scratch_root: Path
-    ):
-        self.run, self.assignments, self.sandbox, self.scratch_root = run, assignments, hidden, scratch_root
-        self.counter = 0
-        self.lock = threading.Lock()
-
-    def _scratch(self) -> Path:
-        with self.lock:
-            self.counter += 1
-            path = self.scratch_root / f"s{self.counter:05d}"
-        path.mkdir(parents=True)
-        return path
-
-    def execute(self, nb) -> tuple[object, Execution]:
-        scratch = self._scratch()
+    def run(self, nb) -> tuple[object, Execution]:
+        """``(executed notebook, execution)``; raises :class:`KernelFailure` when no kernel could run it."""
+        slot = self.free.get()
+        scratch = None
         try:
-            kernels = write_kernelspec(scratch, self.scratch_root, self.sandbox, self.run.seed)
+            scratch = Path(tempfile.mkdtemp(prefix="k", dir=self.root))
+            kernels, ipc, work = scratch / "kernels", scratch / "ipc", scratch / "work"
+            for folder in (ipc, work):
+                folder.mkdir()
+            write_kernelspec(kernels, ipc, self.sandbox, self.seed, slot, work)
             executed = copy.deepcopy(nb)
-            execution = execute(executed, kernels, scratch, self.run.limits, KERNEL_NAME)
-            return executed, execution
+            execution = execute(executed, kernels, KERNEL_NAME, work, ipc, self.limits)
+        except OSError as error:
+            raise KernelFailure(f"the grader could not prepare a kernel ({error.strerror or error})") from None
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-    def reference(self, assignment: Assignment) -> None:
-        """Run the source itself: its records are the expected values; it must pass its own tests."""
-        executed, execution = self.execute(restore(assignment.nb, assignment.nb))
-        recorded: dict[str, dict[str, dict]] = {}
-        for cell in executed.cells:
-            grade_id = cell.metadata.get(SEGMENT, {}).get("grade_id")
-            records, _ = _records(cell)
-            for key, payloads in records.items():
-                recorded.setdefault(grade_id, {})[key] = payloads[-1]
-        assignment.reference = {g: r for g, r in recorded.items() if g}
-        failing = [r for r in score(assignment, executed, execution) if r.passed is False]
-        if execution.status != "ok" or failing:
-            why = "; ".join(f"{r.grade_id}: {r.message}" for r in failing) or execution.status
-            raise SourceError(
-                f"the source {assignment.path} fails its own tests ({why}); fix it before grading"
-            )
-
-    def grade_one(self, sub: Submission) -> SubmissionResult:
-        started = time.monotonic()
-        assignment = self.assignments.get(sub.assignment)
-        result = SubmissionResult(sub.student, sub.assignment or "?", str(sub.path), "graded")
-        nb, problem = _read_submission(sub, assignment)
-        if nb is None:
-            result.status = "invalid-notebook"
-            result.notes.append(problem)
-            if assignment is not None:
-                result.cells = _ungraded(assignment)
-            return result
-        try:
-            executed, execution = self.execute(restore(assignment.nb, nb))
-            result.cells = score(assignment, executed, execution)
-            result.status = {"ok": "graded"}.get(execution.status, execution.status)
-            result.notes += _execution_notes(execution, self.run.limits)
-            result.manual_answers = {
-                c.metadata[SEGMENT]["grade_id"]: c.source for c in executed.cells
-                if c.cell_type == "markdown" and c.metadata.get(SEGMENT, {}).get("kind") == "answer"
-            }  # fmt: skip
-        except Exception as error:  # noqa: BLE001 -- one submission never stops the batch
-            result.status = "grader-error"
-            result.notes.append(f"the grader failed on this submission: {type(error).__name__}: {error}")
-            result.cells = _ungraded(assignment)
-        result.seconds = time.monotonic() - started
-        return result
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            self.free.put(slot)
+        if execution.status == "not-started":
+            raise KernelFailure(f"the kernel did not start ({execution.detail[:300] or 'no reason given'})")
+        return executed, execution
 
 
-def _ungraded(assignment: Assignment) -> list[CellResult]:
-    """Every grade cell at 0 points: for submissions that could not be run."""
-    return [
-        CellResult(i.grade_id, 0.0, i.points, None if i.manual else False, "not graded")
-        for i in assignment.items
-    ]
+def _reference(kernels: _Kernels, assignment: Assignment) -> tuple[Reference, list[str]]:
+    """Run the source: its records are the expected values. Returns them and notes for the instructor.
 
-
-def _execution_notes(execution: Execution, limits: Limits) -> list[str]:
+    Raises :class:`SourceError` when the source fails its own tests, :class:`KernelFailure` when it cannot run.
+    """
+    executed, execution = kernels.run(restore(assignment.nb, assignment.nb))
+    reference = collect_records(executed)
+    failing = [r for r in score(list(assignment.items), reference, executed, execution) if r.passed is False]
+    missed = [f"{g}: {k} misses its own bound {r.compare.describe()}"
+              for g, found in reference.items() for k, r in found.items() if not passes_own_bounds(r)]  # fmt: skip
+    if execution.status != "ok" or failing or missed:
+        why = "; ".join([f"{r.grade_id}: {r.message}" for r in failing] + missed) or execution.status
+        raise SourceError(f"the source {assignment.path} fails its own tests ({why}); fix it before grading")
     notes = []
-    if execution.status == "timeout":
-        notes.append(f"time limit reached ({limits.cell_seconds:g} s per cell, {limits.notebook_seconds:g} s "
-                     "per notebook); cells after it were not scored")  # fmt: skip
-    if execution.status == "memory":
-        notes.append(f"the kernel used more than {limits.memory_mb} MiB and was stopped")
-    if execution.status == "kernel-died":
-        notes.append("the kernel exited (os._exit, a crash, or a signal); tests after that point score 0")
+    if cells := unrecorded(list(assignment.items), reference):
+        notes.append(f"{assignment.name}: test cells that record no value, so their verdicts come from the kernel's "
+                     f"replies alone (as under nbgrader; a submission can forge them): {', '.join(cells)}")  # fmt: skip
+    for grade_id, found in reference.items():
+        for key, rec in found.items():
+            if rec.value.get("kind") == "bool" and rec.value.get("data") == [False]:
+                notes.append(f"{assignment.name}: {grade_id} records {key!r} = False in the source itself; a "
+                             "student whose answer makes it True will fail (record the value with at_least/at_most)")  # fmt: skip
+    return reference, notes
+
+
+def _unscored(sub: Submission, status: str, why: str, started: float) -> SubmissionResult:
+    return SubmissionResult(sub.student, sub.assignment, str(sub.path), status, notes=(why, *sub.notes),
+                            seconds=time.monotonic() - started)  # fmt: skip
+
+
+def _zero(assignment: Assignment) -> tuple[CellResult, ...]:
+    """Every grade cell at 0 points: for a file that is not a gradable notebook."""
+    return tuple(CellResult(i.grade_id, 0.0, i.points, None if i.manual else False, "not graded")
+                 for i in assignment.items)  # fmt: skip
+
+
+_STATUS_NOTES = {
+    "timeout": "time limit reached ({cell:g} s per cell, {notebook:g} s per notebook); cells after it were not scored",
+    "memory": "the kernel used more than {memory} MiB and was stopped",
+    "processes": "the kernel started more than {processes} processes and was stopped",
+    "kernel-died": "the kernel exited (os._exit, a crash, or a signal); tests after that point score 0",
+}
+
+
+def _execution_notes(execution: Execution, limits: Limits) -> tuple[str, ...]:
+    notes = []
+    if template := _STATUS_NOTES.get(execution.status):
+        notes.append(template.format(cell=limits.cell_seconds, notebook=limits.notebook_seconds,
+                                     memory=limits.memory_mb, processes=limits.processes))  # fmt: skip
     if execution.output_truncated:
         notes.append(f"output beyond {limits.output_bytes:,} bytes was dropped")
-    return notes
+    return tuple(notes)
 
 
-def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
-    """Grade every submission under ``inputs``; write the reports into ``run.out``."""
-    assignments = load_assignments(run.source)
-    submissions = find_submissions(inputs, assignments)
-    if run.seed is None:
-        run.seed = random.SystemRandom().randrange(1, 2**31)
-    use_sandbox = bwrap_available() if run.sandbox is None else run.sandbox
-    if not use_sandbox:
-        print(MISSING_WARNING if run.sandbox is None else DISABLED_WARNING, flush=True)
-    run.out.mkdir(parents=True, exist_ok=True)
-    hidden = Sandbox(
-        hidden_dirs=[run.source, run.out],
-        hidden_files=[s.path for s in submissions],
-        enabled=use_sandbox,
-    )
-    with tempfile.TemporaryDirectory(prefix="cnnlab-grade-") as tmp:
-        runner = _Runner(run, assignments, hidden, Path(tmp))
-        needed = {s.assignment for s in submissions if s.assignment in assignments}
-        for name in sorted(needed):
-            runner.reference(assignments[name])
-        results = _run_all(runner, submissions, run)
-    report.write_reports(results, run.out, seed=run.seed, sandboxed=use_sandbox)
-    return results
+def _grade_one(sub: Submission, assignment: Assignment | None, reference: Reference | None, unavailable: str,
+               kernels: _Kernels) -> SubmissionResult:  # fmt: skip
+    started = time.monotonic()
+    if sub.status:  # rejected or duplicate at intake
+        cells = _zero(assignment) if sub.status == "rejected" and assignment else ()
+        return SubmissionResult(sub.student, sub.assignment, str(sub.path), sub.status, cells,
+                                (sub.problem, *sub.notes), seconds=time.monotonic() - started)  # fmt: skip
+    if assignment is None:
+        return SubmissionResult(sub.student, sub.assignment, str(sub.path), "invalid-notebook",
+                                notes=(f"no assignment named {sub.assignment!r} in the sources", *sub.notes))  # fmt: skip
+    if reference is None:
+        return _unscored(sub, "not-gradable", unavailable, started)
+    nb, problem = read_submission(sub.path, assignment.nb, assignment.name)
+    if nb is None:
+        return SubmissionResult(sub.student, sub.assignment, str(sub.path), "invalid-notebook", _zero(assignment),
+                                (problem, *sub.notes), seconds=time.monotonic() - started)  # fmt: skip
+    try:
+        executed, execution = kernels.run(restore(assignment.nb, nb))
+    except KernelFailure as error:
+        return _unscored(sub, "not-gradable", str(error), started)
+    cells = score(list(assignment.items), reference, executed, execution)
+    answers = tuple((segment(c)["grade_id"], c.source) for c in executed.cells
+                    if c.cell_type == "markdown" and segment(c).get("kind") == "answer")  # fmt: skip
+    status = "graded" if execution.status == "ok" else execution.status
+    return SubmissionResult(sub.student, sub.assignment, str(sub.path), status, tuple(cells),
+                            (*_execution_notes(execution, kernels.limits), *sub.notes), answers,
+                            time.monotonic() - started)  # fmt: skip
 
 
-def _run_all(runner: _Runner, submissions: list[Submission], run: GradeRun) -> list[SubmissionResult]:
+def _run_all(jobs: list, workers: int, progress: bool) -> list[SubmissionResult]:
     from tqdm import tqdm  # noqa: PLC0415
 
-    results: list[SubmissionResult | None] = [None] * len(submissions)
-    with ThreadPoolExecutor(max_workers=max(1, run.workers)) as pool:
-        futures = {pool.submit(runner.grade_one, sub): i for i, sub in enumerate(submissions)}
-        bar = tqdm(total=len(futures), desc="grading", unit="submission", disable=not run.progress)
+    results: list[SubmissionResult | None] = [None] * len(jobs)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(_grade_one, *job): i for i, job in enumerate(jobs)}
+        bar = tqdm(total=len(futures), desc="grading", unit="submission", disable=not progress)
         for future in as_completed(futures):
             index = futures[future]
             try:
                 results[index] = future.result()
-            except Exception as error:  # noqa: BLE001 -- defensive: grade_one already catches
-                sub = submissions[index]
-                results[index] = SubmissionResult(sub.student, sub.assignment or "?", str(sub.path), "grader-error",
-                                                  notes=[f"{type(error).__name__}: {error}"])  # fmt: skip
+            except Exception as error:  # noqa: BLE001 -- a bug here is the grader's failure, not a zero
+                sub = jobs[index][0]
+                results[index] = SubmissionResult(sub.student, sub.assignment, str(sub.path), "not-gradable",
+                                                  notes=(f"the grader failed: {type(error).__name__}: {error}",))  # fmt: skip
             bar.update(1)
         bar.close()
     return [r for r in results if r is not None]
+
+
+def _previous(run: GradeRun) -> tuple[int | None, list[SubmissionResult]]:
+    if not run.only_not_gradable:
+        return run.seed, []
+    seed, sandbox, results = report.read_results(run.out)
+    if run.seed is not None and run.seed != seed:
+        raise SourceError(f"--seed {run.seed} differs from the earlier run's {seed}: re-grading must use the same seed")
+    if sandbox != run.sandbox:
+        raise SourceError(f"the earlier run used --sandbox {sandbox}; re-grade with the same")
+    return seed, results
+
+
+def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
+    """Grade every submission under ``inputs``; write the reports into ``run.out``.
+
+    Raises :class:`SourceError` (bad sources or arguments), ``FileNotFoundError`` (a missing input) and
+    :class:`~cnnlab.grading.sandbox.SandboxUnavailable` (no working sandbox and no ``--sandbox none``).
+    """
+    if run.sandbox not in SANDBOXES:
+        raise SourceError(f"sandbox must be one of {', '.join(SANDBOXES)}; got {run.sandbox!r}")
+    assignments = load_assignments(run.source)
+    seed, previous = _previous(run)
+    submissions = find_submissions(inputs, set(assignments))
+    if run.only_not_gradable:
+        redo = {(r.student, r.assignment, r.path) for r in previous if r.status == "not-gradable"}
+        submissions = [s for s in submissions if (s.student, s.assignment, str(s.path)) in redo]
+        regraded = {(s.student, s.assignment, str(s.path)) for s in submissions}
+        previous = [r for r in previous if (r.student, r.assignment, r.path) not in regraded]
+    seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
+    sandbox = Sandbox(enabled=run.sandbox == "bwrap", limits=run.limits)
+    if sandbox.enabled:
+        probe()
+    else:
+        print(DISABLED_WARNING, flush=True)
+    run.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cnnlab-grade-") as tmp:
+        os.chmod(tmp, 0o711)  # kernels running as other uids reach their own socket folders only
+        kernels = _Kernels(sandbox, run.limits, seed, Path(tmp), slots=max(1, run.workers))
+        references: dict[str, Reference] = {}
+        unavailable: dict[str, str] = {}
+        for name in sorted({s.assignment for s in submissions if s.assignment in assignments and not s.status}):
+            try:
+                references[name], notes = _reference(kernels, assignments[name])
+            except KernelFailure as error:
+                unavailable[name] = f"the source could not be run: {error}"
+                continue
+            for note in notes:
+                print(f"note: {note}", flush=True)
+        jobs = [(s, assignments.get(s.assignment), references.get(s.assignment), unavailable.get(s.assignment, ""),
+                 kernels) for s in submissions]  # fmt: skip
+        results = previous + _run_all(jobs, run.workers, run.progress)
+    report.write_reports(results, run.out, seed=seed, sandbox=run.sandbox)
+    return results

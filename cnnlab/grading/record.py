@@ -1,33 +1,49 @@
-"""Kernel side of the grading protocol: inputs chosen at grading time, values sent out.
+"""Values out of the kernel, verdicts outside it: the grading protocol, both ends.
 
-A hidden test does not decide its own verdict. It computes the student's
-answers on inputs drawn from :func:`grading_rng` and hands them to
-:func:`record`, which publishes them as a display output of MIME type
-``application/vnd.cnnlab.record+json``. The grader receives that output over
-the kernel's message channel, in its own process, and compares it there with
-the value the *source solution* recorded for the same key with the same seed.
-Nothing the submission monkeypatches in its kernel can change that
-comparison; see :mod:`cnnlab.grading.grade` for the whole design.
+Kernel side (imported by assignment notebooks; NumPy only):
+
+* :func:`grading_rng` draws hidden-test inputs from the seed of the grading
+  run, so answers copied for fixed inputs do not match.
+* :func:`record` publishes a value as a display output of MIME type
+  ``application/vnd.cnnlab.record+json``, with how it is to be compared:
+
+  ==============================================  ============================================
+  call                                            the grader passes the student's value when
+  ==============================================  ============================================
+  ``record(key, value)``                          it is within ``rtol``/``atol`` of the reference
+  ``record(key, value, rtol=1e-4, atol=1e-6)``    (same, looser)
+  ``record(key, value, equal=True)``              it equals the reference exactly
+  ``record(key, value, at_least=0.95)``           it is >= 0.95 (the reference's value is not used)
+  ``record(key, value, at_most=40)``              it is <= 40
+  ==============================================  ============================================
+
+Grader side (:func:`records_in`, :func:`matches`): decode the payloads found
+in an executed cell and compare them, in the grader's own process, using the
+comparison the *source* notebook recorded. A submission cannot loosen a
+tolerance or move a bound: whatever it sends besides its value is ignored.
 
 Outside a grading run (a student running the notebook, or nbgrader's own
 autograder) ``record`` returns its value and publishes nothing, and
-``grading_rng`` uses a fixed seed, so the same source works there unchanged.
+``grading_rng`` uses seed 0, so the same source works there unchanged.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MIME", "SEED_ENV", "grading_rng", "record"]
+__all__ = ["MIME", "SEED_ENV", "Comparison", "decode", "encode", "grading_rng", "matches", "record", "records_in"]
 
 MIME = "application/vnd.cnnlab.record+json"
 SEED_ENV = "CNNLAB_GRADING_SEED"
 MAX_ELEMENTS = 200_000
 
 
+# --------------------------------------------------------------------------- kernel side
 def grading_seed() -> int:
     """The seed of this grading run, or 0 outside one."""
     try:
@@ -42,33 +58,193 @@ def grading_rng(salt: int = 0) -> np.random.Generator:
 
 
 def encode(value) -> dict:
-    """A JSON-safe description of ``value``: numbers, arrays, strings, booleans, None."""
+    """A JSON-safe description of ``value``: numbers and arrays, booleans, strings, None.
+
+    ``{"kind": "array" | "bool", "shape": [...], "data": [...]}`` or
+    ``{"kind": "text" | "none", "data": ...}``. NaN and infinities travel as
+    the strings ``"nan"``, ``"inf"``, ``"-inf"`` (JSON has no such numbers).
+    """
     if value is None or isinstance(value, str):
         return {"kind": "text" if value is not None else "none", "data": value}
     if hasattr(value, "numpy") and callable(value.numpy):  # a TensorFlow tensor
         value = value.numpy()
     array = np.asarray(value)
+    if array.size > MAX_ELEMENTS:
+        raise ValueError(f"record: value has {array.size} elements; at most {MAX_ELEMENTS} are sent")
     if array.dtype.kind == "b":
         return {"kind": "bool", "shape": list(array.shape), "data": array.ravel().tolist()}
     if array.dtype.kind in "iuf":
-        if array.size > MAX_ELEMENTS:
-            raise ValueError(f"record: value has {array.size} elements; at most {MAX_ELEMENTS} are sent")
-        # JSON has no NaN or infinity: those travel as the strings "nan", "inf", "-inf".
         data = [v if math.isfinite(v) else repr(v) for v in array.astype(np.float64).ravel().tolist()]
         return {"kind": "array", "shape": list(array.shape), "data": data}
     return {"kind": "text", "data": repr(value)}
 
 
-def record(key: str, value, *, rtol: float = 1e-6, atol: float = 1e-8):
+@dataclass(frozen=True)
+class Comparison:
+    """How a recorded value is judged: ``within`` (rtol, atol), ``equal``, or ``bounds`` (low, high)."""
+
+    kind: str = "within"
+    rtol: float = 1e-6
+    atol: float = 1e-8
+    low: float | None = None
+    high: float | None = None
+
+    def to_json(self) -> dict:
+        if self.kind == "within":
+            return {"kind": "within", "rtol": self.rtol, "atol": self.atol}
+        if self.kind == "bounds":
+            return {"kind": "bounds", "at_least": self.low, "at_most": self.high}
+        return {"kind": "equal"}
+
+    @classmethod
+    def from_json(cls, data) -> Comparison:
+        """Raises ``ValueError`` for anything that is not a comparison this module writes."""
+        if not isinstance(data, dict):
+            raise ValueError("comparison is not an object")
+        kind = data.get("kind")
+        if kind == "within":
+            return cls("within", rtol=_number(data["rtol"]), atol=_number(data["atol"]))
+        if kind == "equal":
+            return cls("equal")
+        if kind == "bounds":
+            low, high = data.get("at_least"), data.get("at_most")
+            return cls("bounds", low=None if low is None else _number(low), high=None if high is None else _number(high))
+        raise ValueError(f"unknown comparison {kind!r}")
+
+    def describe(self) -> str:
+        if self.kind == "bounds":
+            parts = ([f">= {self.low:g}"] if self.low is not None else []) + (
+                [f"<= {self.high:g}"] if self.high is not None else [])  # fmt: skip
+            return " and ".join(parts)
+        return "equal to the reference" if self.kind == "equal" else "close to the reference"
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return float(value)
+
+
+def comparison_for(*, rtol: float, atol: float, equal: bool, at_least, at_most) -> Comparison:
+    """The :class:`Comparison` that :func:`record`'s keywords ask for; raises on a mix that makes no sense."""
+    if at_least is not None or at_most is not None:
+        if equal:
+            raise ValueError("record: give either equal=True or at_least/at_most, not both")
+        low = None if at_least is None else _number(at_least)
+        high = None if at_most is None else _number(at_most)
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"record: at_least={low:g} is greater than at_most={high:g}")
+        return Comparison("bounds", low=low, high=high)
+    if equal:
+        return Comparison("equal")
+    if not (rtol >= 0 and atol >= 0):
+        raise ValueError(f"record: rtol and atol must be >= 0, got rtol={rtol!r}, atol={atol!r}")
+    return Comparison("within", rtol=float(rtol), atol=float(atol))
+
+
+def record(key: str, value, *, rtol: float = 1e-6, atol: float = 1e-8, equal: bool = False,
+           at_least: float | None = None, at_most: float | None = None):  # fmt: skip
     """Send ``value`` to the grader under ``key`` (unique within the test cell); return ``value``.
 
-    ``rtol`` / ``atol`` are the tolerances of the comparison. The grader reads
-    them from the *source* notebook's record, never from the submission's.
+    Args:
+        key: the name of this check; the source and the submission must record the same keys.
+        value: a number, array, tensor, boolean, string or None.
+        rtol, atol: a value passes when ``numpy.allclose(value, reference, rtol, atol)``.
+        equal: a value passes only when it equals the reference exactly.
+        at_least, at_most: a value passes when it lies within these bounds; the
+            reference's own value is not compared (a better answer never scores less).
+
+    The grader reads the comparison from the *source* notebook's record, never from the submission's.
     """
+    comparison = comparison_for(rtol=rtol, atol=atol, equal=equal, at_least=at_least, at_most=at_most)
     if os.environ.get(SEED_ENV) is None:
         return value
-    payload = {"key": str(key), "value": encode(value), "rtol": float(rtol), "atol": float(atol)}
+    payload = {"key": str(key), "value": encode(value), "compare": comparison.to_json()}
     from IPython.display import display  # noqa: PLC0415 -- only inside a kernel
 
     display({MIME: payload}, raw=True)
     return value
+
+
+# --------------------------------------------------------------------------- grader side
+@dataclass(frozen=True)
+class Record:
+    """One decoded record: the key, the encoded value and the comparison it asked for."""
+
+    key: str
+    value: dict
+    compare: Comparison
+
+
+def _parse(payload) -> Record:
+    if isinstance(payload, str):  # some front ends keep JSON MIME bundles as text
+        payload = json.loads(payload)
+    if not (isinstance(payload, dict) and isinstance(payload.get("key"), str) and isinstance(payload.get("value"), dict)):
+        raise ValueError("not a record")
+    decode(payload["value"])  # raises for a value this module cannot have written
+    return Record(payload["key"], payload["value"], Comparison.from_json(payload.get("compare")))
+
+
+def records_in(cell) -> tuple[dict[str, list[Record]], int]:
+    """The records among an executed cell's outputs, by key; and how many payloads were malformed."""
+    found: dict[str, list[Record]] = {}
+    malformed = 0
+    for output in cell.get("outputs", []):
+        data = output.get("data") if output.get("output_type") in ("display_data", "execute_result") else None
+        if not isinstance(data, dict) or MIME not in data:
+            continue
+        try:
+            parsed = _parse(data[MIME])
+        except (ValueError, TypeError, KeyError):
+            malformed += 1
+            continue
+        found.setdefault(parsed.key, []).append(parsed)
+    return found, malformed
+
+
+def decode(value: dict):
+    """The inverse of :func:`encode`: an ``ndarray`` (float64 or bool), a string, or None."""
+    kind = value.get("kind")
+    if kind in ("array", "bool"):
+        shape = [int(n) for n in value.get("shape", [])]
+        data = value.get("data", [])
+        if not isinstance(data, list) or any(n < 0 for n in shape) or math.prod(shape) != len(data):
+            raise ValueError("record data does not fit its shape")
+        if kind == "bool":
+            if not all(isinstance(v, bool) for v in data):
+                raise ValueError("boolean record holds something else")
+            return np.array(data, dtype=bool).reshape(shape)
+        return np.array([float(v) for v in data], dtype=np.float64).reshape(shape)
+    if kind == "text":
+        if not isinstance(value.get("data"), str):
+            raise ValueError("text record holds something else")
+        return value["data"]
+    if kind == "none":
+        return None
+    raise ValueError(f"unknown record kind {kind!r}")
+
+
+def matches(student: Record, reference: Record) -> bool:
+    """Does the student's value pass the comparison the *reference* asked for?"""
+    try:
+        got, expected = decode(student.value), decode(reference.value)
+    except (ValueError, TypeError):
+        return False
+    compare = reference.compare
+    if compare.kind == "bounds":
+        if not isinstance(got, np.ndarray) or got.dtype.kind != "f" or got.size == 0 or np.isnan(got).any():
+            return False
+        low_ok = compare.low is None or bool(np.all(got >= compare.low))
+        return low_ok and (compare.high is None or bool(np.all(got <= compare.high)))
+    if isinstance(expected, np.ndarray):
+        if not isinstance(got, np.ndarray) or got.shape != expected.shape or got.dtype.kind != expected.dtype.kind:
+            return False
+        if compare.kind == "equal" or expected.dtype.kind == "b":
+            return bool(np.array_equal(got, expected, equal_nan=expected.dtype.kind == "f"))
+        return bool(np.allclose(got, expected, rtol=compare.rtol, atol=compare.atol, equal_nan=True))
+    return type(got) is type(expected) and got == expected
+
+
+def passes_own_bounds(reference: Record) -> bool:
+    """A bound the reference solution itself misses would fail every student."""
+    return reference.compare.kind != "bounds" or matches(reference, reference)

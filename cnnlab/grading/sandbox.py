@@ -1,17 +1,34 @@
-"""Where a submission's kernel runs: a bubblewrap sandbox when available.
+"""Where a submission's kernel runs: a deny-by-default bubblewrap sandbox.
 
-With ``bwrap`` (Debian package ``bubblewrap``) each kernel runs with
+The sandbox starts from an empty root and binds, read-only, exactly what a
+kernel needs (:func:`allowed_paths`):
 
-* no network (``--unshare-net``; the kernel talks to the grader over Unix
-  sockets in its scratch directory, Jupyter's ``ipc`` transport);
-* the whole file system read-only, except its own scratch directory (its
-  ``TMPDIR``);
-* the assignment sources, the grades output, every submission file and the
-  other submissions' scratch directories hidden (empty mounts over them);
-* its own PID namespace, killed with the grader (``--die-with-parent``).
+* the system: ``/usr`` (and the ``/bin``, ``/lib*`` links to it), a short
+  list of files from ``/etc`` (the dynamic linker's cache, users, time zone);
+* the Python interpreter and the environment's packages (``sys.base_prefix``,
+  ``sys.prefix``), and the installed ``cnnlab`` package directory alone
+  (never the project around it: that holds ``solutions/`` and ``.git``);
+* the caches assignments read: the compiled op, the trained models, Keras's
+  data sets.
 
-Without bwrap the kernel runs as a plain process in its scratch directory;
-the grader says so in one warning line, since the sources are then readable.
+It adds a fresh ``/dev`` and ``/proc``, a ``/tmp`` that is a tmpfs of
+``Limits.scratch_mb`` (the kernel's working directory, ``HOME`` and
+``TMPDIR``) and, writable, the directory of Unix sockets through which the
+grader talks to the kernel. Nothing else exists inside: no home directory,
+no ``/root``, ``/home``, ``/srv``, ``/mnt``, ``/work``, no course folder, no
+other submission, no ``.git``.
+
+It unshares the network (no interfaces but loopback), PID namespace (the
+kernel sees and can signal only its own processes; when the grader kills the
+sandbox everything in it dies), IPC and host name. Inside, before Python
+starts, :mod:`cnnlab.grading.jail` sets resource limits (processes, file
+size, no core files) and, when the grader runs as root, switches to an
+unprivileged uid of its own for each kernel slot, with no capabilities and
+``no_new_privs``. Run as an ordinary user, bubblewrap already maps the kernel
+to an unprivileged uid in a user namespace.
+
+Without a sandbox that works (:func:`probe`), ``cnnlab grade`` refuses to
+grade unless told ``--sandbox none``.
 """
 
 from __future__ import annotations
@@ -19,103 +36,131 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
-__all__ = ["Sandbox", "bwrap_available", "write_kernelspec"]
+from cnnlab.grading.execute import Limits
+
+__all__ = ["KERNEL_NAME", "Sandbox", "SandboxUnavailable", "allowed_paths", "kernel_environment", "probe",
+           "write_kernelspec"]  # fmt: skip
 
 KERNEL_NAME = "cnnlab-grading"
-MISSING_WARNING = (
-    "warning: bubblewrap (bwrap) is not installed: kernels run unsandboxed, so a submission can read the "
-    "sources and use the network (Debian/Ubuntu: apt-get install bubblewrap)"
+FIRST_UID = 61000  # kernel slot n runs as uid FIRST_UID + n when the grader is root
+INSTALL_HINT = (
+    "install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubblewrap`; Fedora: `sudo dnf install bubblewrap`), "
+    "or grade without isolation with `--sandbox none` (the grade sheet will say so)"
 )
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "localtime",
+             "hosts", "host.conf", "alternatives", "mime.types")  # fmt: skip
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
-DISABLED_WARNING = (
-    "warning: sandbox disabled (--sandbox no): kernels run unsandboxed, so a submission can read the sources "
-    "and use the network"
-)
+class SandboxUnavailable(RuntimeError):
+    """No working sandbox on this machine; the message says why and how to get one."""
 
 
-def bwrap_available() -> bool:
-    """True when bwrap exists and can create the namespaces we use on this machine."""
-    path = shutil.which("bwrap")
-    if not path:
-        return False
-    import subprocess  # noqa: PLC0415
+def _cache_dirs() -> list[Path]:
+    from cnnlab.data import keras_cache_file  # noqa: PLC0415
+    from cnnlab.models import model_cache_dir  # noqa: PLC0415
+    from cnnlab.ops.build import cache_dir  # noqa: PLC0415
 
-    probe = [path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-net", "--unshare-pid",
-             "--die-with-parent", "true"]  # fmt: skip
-    try:
-        return subprocess.run(probe, capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    return [cache_dir(), model_cache_dir(), keras_cache_file("datasets", "x").parent]
 
 
-@dataclass
+def _package_dir() -> Path:
+    import cnnlab  # noqa: PLC0415
+
+    return Path(cnnlab.__file__).resolve().parent
+
+
+def allowed_paths() -> list[Path]:
+    """Every path bound read-only into the sandbox (those that exist here), deduplicated, outermost first."""
+    candidates = [Path(p) for p in SYSTEM_DIRS]
+    candidates += [Path("/etc") / name for name in ETC_FILES]
+    candidates += [Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent]
+    candidates += [_package_dir(), *_cache_dirs()]
+    kept: list[Path] = []
+    for path in candidates:
+        if not os.path.lexists(path):
+            continue
+        absolute = Path(os.path.abspath(path))
+        if absolute not in kept and not any(absolute.is_relative_to(k) for k in kept if not k.is_symlink()):
+            kept.append(absolute)
+    return kept
+
+
+@dataclass(frozen=True)
 class Sandbox:
-    """What to hide from every kernel of one grading run."""
+    """How to wrap a kernel's command line. ``enabled=False`` runs it as a plain process."""
 
-    hidden_dirs: list[Path] = field(default_factory=list)
-    hidden_files: list[Path] = field(default_factory=list)
     enabled: bool = True
+    limits: Limits = Limits()
 
-    def wrap(self, argv: list[str], scratch: Path, scratch_root: Path) -> list[str]:
+    def wrap(self, argv: list[str], ipc_dir: Path, slot: int) -> list[str]:
+        """``argv`` run inside the sandbox, with ``ipc_dir`` writable; ``slot`` picks the kernel's uid."""
+        jail = [sys.executable, "-m", "cnnlab.grading.jail", "--nproc", str(self.limits.threads),
+                "--fsize-mb", str(self.limits.file_mb)]  # fmt: skip
         if not self.enabled:
-            return argv
-        # No private /tmp: the project itself (its venv) may live under /tmp. The whole tree
-        # is read-only anyway, and the kernel's TMPDIR is its scratch directory.
-        args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session"]  # fmt: skip
-        for directory in self.hidden_dirs:
-            if directory.exists():
-                args += ["--tmpfs", str(directory.resolve())]
-        for file in self.hidden_files:
-            if file.exists():
-                args += ["--ro-bind", "/dev/null", str(file.resolve())]
-        args += [
-            "--tmpfs",
-            str(scratch_root.resolve()),
-            "--bind",
-            str(scratch.resolve()),
-            str(scratch.resolve()),
-        ]
-        args += ["--chdir", str(scratch.resolve()), "--"]
-        return args + argv
+            return [*jail, "--", *argv]
+        if os.geteuid() == 0:
+            jail += ["--uid", str(FIRST_UID + slot), "--chown", str(ipc_dir)]
+        bwrap = shutil.which("bwrap") or "bwrap"
+        args = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                "--hostname", "sandbox", "--die-with-parent", "--new-session",
+                "--perms", "1777", "--size", str(self.limits.scratch_mb * 2**20), "--tmpfs", "/tmp",
+                "--dev", "/dev", "--proc", "/proc"]  # fmt: skip
+        binds = allowed_paths()
+        ipc = Path(os.path.abspath(ipc_dir))
+        # bwrap makes missing parents of a mount point 0700 when run as root: the kernel's
+        # uid could not walk through them, so they are made 0755 first.
+        parents = sorted({p for path in [*binds, ipc] for p in path.parents if p not in (Path("/"), Path("/tmp"))},
+                         key=lambda p: len(p.parts))  # fmt: skip
+        for parent in parents:
+            args += ["--perms", "0755", "--dir", str(parent)]
+        for path in binds:
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), str(path)]
+            else:
+                args += ["--ro-bind", str(path), str(path)]
+        args += ["--bind", str(ipc), str(ipc), "--chdir", "/tmp", "--"]
+        return [*args, *jail, "--", *argv]
 
 
-def kernel_environment(scratch: Path, seed: int) -> dict[str, str]:
-    """A minimal environment: nothing of the grader's own (tokens, credentials) leaks in."""
-    keep = (
-        "PATH",
-        "LANG",
-        "LC_ALL",
-        "HOME",
-        "KERAS_HOME",
-        "XDG_CACHE_HOME",
-        "CNNLAB_OPS_CACHE",
-        "VIRTUAL_ENV",
-    )
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    env.update({
+def kernel_environment(seed: int, sandboxed: bool, scratch: Path) -> dict[str, str]:
+    """The kernel's whole environment: nothing of the grader's own (tokens, credentials) gets in."""
+    from cnnlab.ops.build import cache_dir  # noqa: PLC0415
+
+    home = "/tmp" if sandboxed else str(scratch)
+    keras_home = _cache_dirs()[2].parent
+    env = {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "LANG": "C.UTF-8",
+        "HOME": home,
+        "TMPDIR": home,
+        "CNNLAB_OPS_CACHE": str(cache_dir()),
+        "KERAS_HOME": str(keras_home),
         "CNNLAB_GRADING_SEED": str(seed),
         "CNNLAB_OFFLINE": "1",
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "KERAS_BACKEND": "tensorflow",
         "MPLBACKEND": "Agg",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "TMPDIR": str(scratch),
-        "JUPYTER_RUNTIME_DIR": str(scratch / ".runtime"),
-        "IPYTHONDIR": str(scratch / ".ipython"),
-        "MPLCONFIGDIR": str(scratch / ".matplotlib"),
+        "PYTHONNOUSERSITE": "1",
+        "JUPYTER_RUNTIME_DIR": f"{home}/.runtime",
+        "IPYTHONDIR": f"{home}/.ipython",
+        "MPLCONFIGDIR": f"{home}/.matplotlib",
         "OMP_NUM_THREADS": "1",
-    })  # fmt: skip
+        "TF_NUM_INTRAOP_THREADS": "2",
+        "TF_NUM_INTEROP_THREADS": "2",
+    }
     return env
 
 
-def write_kernelspec(scratch: Path, scratch_root: Path, sandbox: Sandbox, seed: int) -> Path:
-    """A kernelspec directory for this submission's kernel; returns the directory holding it."""
-    kernels = scratch / ".kernels"
+def write_kernelspec(kernels: Path, ipc_dir: Path, sandbox: Sandbox, seed: int, slot: int, scratch: Path) -> Path:
+    """Write ``kernels/<KERNEL_NAME>/kernel.json`` for one kernel; return ``kernels``."""
     spec_dir = kernels / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
@@ -124,15 +169,42 @@ def write_kernelspec(scratch: Path, scratch_root: Path, sandbox: Sandbox, seed: 
         # ipykernel's parent poller takes for "the grader has exited"; bwrap's
         # --die-with-parent does that job instead.
         kernel.append("--IPKernelApp.parent_handle=1")
-    argv = sandbox.wrap(kernel, scratch, scratch_root)
     spec = {
-        "argv": argv,
+        "argv": sandbox.wrap(kernel, ipc_dir, slot),
         "display_name": "cnnlab grading kernel",
         "language": "python",
         # ipykernel handles an interrupt request by signalling itself; a signal sent
         # to bwrap would not reach the kernel inside its PID namespace.
         "interrupt_mode": "message",
-        "env": kernel_environment(scratch, seed),
+        "env": kernel_environment(seed, sandbox.enabled, scratch),
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     return kernels
+
+
+@cache
+def probe() -> None:
+    """Check once that a sandboxed Python starts, imports cnnlab and can write only its scratch.
+
+    Raises :class:`SandboxUnavailable` with the reason and :data:`INSTALL_HINT`.
+    """
+    if not shutil.which("bwrap"):
+        raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}")
+    import tempfile  # noqa: PLC0415
+
+    check = ("import os, cnnlab, numpy; open('/tmp/ok', 'w').write('1'); "
+             "assert not os.path.exists('/etc/shadow') and not os.access(cnnlab.__file__, os.W_OK); "
+             "print('sandbox-ok')")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="cnnlab-probe-") as tmp:
+        ipc = Path(tmp)
+        argv = Sandbox().wrap([sys.executable, "-c", check], ipc, slot=0)
+        env = kernel_environment(0, True, ipc)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise SandboxUnavailable(f"bubblewrap does not run here ({error}): {INSTALL_HINT}") from None
+    if done.returncode != 0 or "sandbox-ok" not in done.stdout:
+        detail = (done.stderr.strip().splitlines() or ["no message"])[-1][:300]
+        raise SandboxUnavailable(f"bubblewrap is installed but cannot build the sandbox here ({detail}); "
+                                 "it needs permission to create namespaces (in a container: run it with "
+                                 f"--privileged or allow user namespaces); or {INSTALL_HINT.split(', or ')[1]}")  # fmt: skip

@@ -50,7 +50,10 @@ class SourceError(ValueError):
 
 
 def meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+    """A cell's nbgrader metadata; ``{}`` when absent or malformed (a submission can hold anything)."""
+    metadata = cell.get("metadata") if isinstance(cell, dict) else None
+    found = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+    return found if isinstance(found, dict) else {}
 
 
 def is_grade(cell) -> bool:

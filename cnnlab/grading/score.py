@@ -1,0 +1,131 @@
+"""Step 4 of grading: verdicts, made in the grader's process from what left the kernel.
+
+A test cell (its visible and hidden parts, and the answer cell before it)
+earns its points only when
+
+* the kernel's ``execute_reply`` for every part says ``ok`` (an exception
+  handler installed by the submission can hide an error's *output*, not the
+  reply), no part timed out, and the kernel was alive to run it;
+* every key the reference recorded for the cell arrived exactly once and
+  passes the reference's comparison (:func:`cnnlab.grading.record.matches`).
+
+A cell whose reference recorded nothing is decided by the replies alone, as
+nbgrader decides it; :func:`unrecorded` lists those cells so the instructor
+knows which verdicts a kernel could forge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnnlab.grading.record import Record, matches, records_in
+from cnnlab.grading.restore import segment
+from cnnlab.grading.source import GradeItem
+
+__all__ = ["CellResult", "Reference", "collect_records", "score", "unrecorded"]
+
+Reference = dict[str, dict[str, Record]]  # grade_id -> key -> the source's record
+
+
+@dataclass(frozen=True)
+class CellResult:
+    grade_id: str
+    points: float
+    max_points: float
+    passed: bool | None  # None: a written answer, graded by a person
+    message: str = ""
+    hidden: bool = False  # the cell has hidden tests
+    unrecorded: bool = False  # no record(): verdict from the kernel's replies only
+
+
+def collect_records(executed) -> Reference:
+    """Every record in an executed notebook, by grade_id and key (the last one of a key wins)."""
+    found: Reference = {}
+    for cell in executed.cells:
+        grade_id = segment(cell).get("grade_id")
+        if not grade_id:
+            continue
+        records, _ = records_in(cell)
+        for key, payloads in records.items():
+            found.setdefault(grade_id, {})[key] = payloads[-1]
+    return found
+
+
+def unrecorded(items: list[GradeItem], reference: Reference) -> list[str]:
+    """grade_ids of autograded cells whose tests record no value."""
+    return [item.grade_id for item in items if not item.manual and not reference.get(item.grade_id)]
+
+
+def _failure_of_part(index: int, cell, kind: str, execution) -> str | None:
+    if index in execution.timed_out_cells:
+        return "timed out"
+    if execution.died_at_cell is not None and index >= execution.died_at_cell:
+        return f"not run: the kernel stopped ({execution.status}) before or during this test"
+    reply = execution.replies.get(index)
+    if reply is None:
+        return "not run"
+    if reply.status == "ok":
+        return None
+    ename, evalue = reply.ename, reply.evalue
+    if not ename:  # the reply carries no name: fall back on the error output, if one was shown
+        shown = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+        ename, evalue = (str(shown.get("ename", "")), str(shown.get("evalue", ""))) if shown else ("", "")
+    if ename == "NotImplementedError":
+        return "not implemented yet: the answer still raises NotImplementedError"
+    if kind == "hidden":
+        return f"hidden test failed ({ename[:200] or 'error'})"
+    if not ename:
+        return "the cell failed (the kernel replied 'error'; no message was shown)"
+    return f"{ename[:200]}: {evalue[:500]}".rstrip(": ")
+
+
+def _score_cell(item: GradeItem, parts: list, expected: dict[str, Record], execution) -> CellResult:
+    hidden = any(kind == "hidden" for _, _, kind in parts)
+    failure = None
+    received: dict[str, list[Record]] = {}
+    for index, cell, kind in parts:
+        failure = _failure_of_part(index, cell, kind, execution)
+        if failure:
+            break
+        records, malformed = records_in(cell)
+        if malformed:
+            failure = "malformed test result"
+            break
+        for key, payloads in records.items():
+            received.setdefault(key, []).extend(payloads)
+    if failure is None and not parts:
+        failure = "not run"
+    if failure is None:
+        for key, reference in expected.items():
+            got = received.get(key, [])
+            if len(got) != 1:
+                failure = f"hidden test result {key!r} {'missing' if not got else 'sent more than once'}"
+                break
+            if not matches(got[0], reference):
+                wanted = reference.compare.describe() if reference.compare.kind == "bounds" else "wrong value"
+                failure = f"hidden test {key!r}: {wanted if wanted == 'wrong value' else 'not ' + wanted}"
+                break
+    points = item.points if failure is None else 0.0
+    return CellResult(item.grade_id, points, item.points, failure is None, failure or "", hidden=hidden,
+                      unrecorded=not expected)  # fmt: skip
+
+
+def score(items: list[GradeItem], reference: Reference, executed, execution) -> list[CellResult]:
+    """One :class:`CellResult` per grade cell, in the order of ``items``.
+
+    ``executed`` is a notebook made by :func:`cnnlab.grading.restore.restore`
+    and run by :func:`cnnlab.grading.execute.execute`, which gave ``execution``.
+    """
+    by_grade: dict[str, list] = {}
+    for index, cell in enumerate(executed.cells):
+        seg = segment(cell)
+        if seg.get("grade_id") and seg.get("kind") in ("visible", "hidden", "answer") and cell.cell_type == "code":
+            by_grade.setdefault(seg["grade_id"], []).append((index, cell, seg["kind"]))
+    results = []
+    for item in items:
+        if item.manual:
+            results.append(CellResult(item.grade_id, 0.0, item.points, None, "written answer: graded by a person"))
+        else:
+            results.append(_score_cell(item, by_grade.get(item.grade_id, []), reference.get(item.grade_id, {}),
+                                       execution))  # fmt: skip
+    return results
