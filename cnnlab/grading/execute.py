@@ -3,7 +3,7 @@
 * per cell: nbclient's timeout; on expiry the kernel is interrupted and the
   cell gets a ``CellTimeout`` error, then the next cells run;
 * per notebook, memory and processes: a watchdog thread polls the kernel's
-  whole process tree every 0.1 s (resident memory summed, processes counted)
+  whole process tree every 0.1 s (processes counted, proportional memory summed)
   and kills it when it passes a ceiling or the notebook's deadline (a kernel
   that ignores interrupts ends there too);
 * output: text beyond the cap is dropped, with one note in the feedback;
@@ -45,7 +45,7 @@ class Limits:
     output_bytes: int = 1_000_000
     record_bytes: int = 50_000_000
     processes: int = 64  # processes in the kernel's tree (the watchdog kills past it)
-    threads: int = 1024  # tasks (processes + threads) the kernel's user may have (RLIMIT_NPROC)
+    threads: int = 512  # tasks (processes + threads) the kernel's user may have (RLIMIT_NPROC)
     file_mb: int = 256  # largest file the kernel may write (RLIMIT_FSIZE)
     scratch_mb: int = 512  # its writable scratch space (a tmpfs of this size)
 
@@ -72,10 +72,10 @@ class Execution:
     peak_memory_mb: float = 0.0
 
 
-def _tree(root: int) -> list[int]:
-    """``root`` and all its descendants (Linux /proc; processes that vanish meanwhile are skipped)."""
+def _tree(root: int, cap: int = 1 << 30) -> list[int]:
+    """``root`` and its descendants (Linux /proc), stopping past ``cap`` of them (a fork bomb is big)."""
     found, stack, seen = [], [root], set()
-    while stack:
+    while stack and len(found) <= cap:
         pid = stack.pop()
         if pid in seen:
             continue
@@ -92,14 +92,19 @@ def _tree(root: int) -> list[int]:
     return found
 
 
-def _rss_mb(pids: list[int]) -> float:
-    total = 0
+def _memory_mb(pids: list[int]) -> float:
+    """Proportional set size of ``pids`` in MiB: pages shared between them (a fork) count once."""
+    total = 0.0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/statm") as statm:
-                total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            continue
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) * 1024
+        except (OSError, ValueError, IndexError, StopIteration):
+            try:
+                with open(f"/proc/{pid}/statm") as statm:
+                    total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, ValueError, IndexError):
+                continue
     return total / 2**20
 
 
@@ -115,13 +120,14 @@ class _Watchdog(threading.Thread):
 
     def run(self) -> None:
         while not self._finished.wait(0.1):
-            pids = _tree(self.pid)
-            rss = _rss_mb(pids)
-            self.peak = max(self.peak, rss)
-            if rss > self.limits.memory_mb:
-                self._kill("memory", pids)
-            elif len(pids) > self.limits.processes + 3:  # + the sandbox's own processes
+            pids = _tree(self.pid, cap=self.limits.processes + 3)
+            if len(pids) > self.limits.processes + 3:  # + the sandbox's own processes
                 self._kill("processes", pids)
+                return
+            memory = _memory_mb(pids)
+            self.peak = max(self.peak, memory)
+            if memory > self.limits.memory_mb:
+                self._kill("memory", pids)
             elif time.monotonic() - self.started > self.limits.notebook_seconds:
                 self._kill("timeout", pids)
             if self.reason:

@@ -87,6 +87,8 @@ def _owner(path: Path, top: Path | None, assignments: set[str]) -> tuple[str, st
     if top is None:
         return path.parent.name or path.stem, None
     parts = path.relative_to(top).parts
+    if not path.name.endswith(".ipynb"):  # a linked folder: it stands where a notebook would be inside it
+        parts += ("?.ipynb",)
     if len(parts) >= 3 and parts[-2] in assignments:
         return parts[-3], parts[-2]
     return (parts[-2] if len(parts) >= 2 else top.name), None

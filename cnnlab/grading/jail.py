@@ -8,7 +8,9 @@
   ``--chown`` directories (the kernel's sockets) and the kernel's connection
   file to ``--uid``, drop every group and capability, switch real, effective
   and saved uid/gid to ``--uid``;
-* ``no_new_privs``, so no set-uid program can give any of it back.
+* ``no_new_privs``, so no set-uid program can give any of it back;
+* a lower scheduling priority (nice 10), so that the grader, its watchdog
+  included, keeps the CPU when a submission spins up processes.
 
 Kept tiny and free of third-party imports: it runs before the kernel, in
 every graded submission.
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     _no_new_privs()
+    os.nice(10)
     os.execv(command[0], command)
 
 

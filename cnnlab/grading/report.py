@@ -21,7 +21,7 @@ import html
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.grading.score import CellResult

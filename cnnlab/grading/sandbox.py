@@ -99,16 +99,23 @@ class Sandbox:
     enabled: bool = True
     limits: Limits = Limits()
 
-    def wrap(self, argv: list[str], ipc_dir: Path, slot: int) -> list[str]:
-        """``argv`` run inside the sandbox, with ``ipc_dir`` writable; ``slot`` picks the kernel's uid."""
+    def wrap(self, argv: list[str], ipc_dir: Path, slot: int, env: dict[str, str]) -> list[str]:
+        """``argv`` run inside the sandbox with exactly the environment ``env``.
+
+        ``ipc_dir`` is writable inside; ``slot`` picks the kernel's uid. The
+        command starts with ``env -i``: Jupyter launches a kernel with the
+        grader's whole environment (tokens, credentials) plus the kernelspec's,
+        and no process of the sandbox may ever hold it, not even bwrap's.
+        """
+        clean = [shutil.which("env") or "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items())]
         jail = [sys.executable, "-m", "cnnlab.grading.jail", "--nproc", str(self.limits.threads),
                 "--fsize-mb", str(self.limits.file_mb)]  # fmt: skip
         if not self.enabled:
-            return [*jail, "--", *argv]
+            return [*clean, *jail, "--", *argv]
         if os.geteuid() == 0:
             jail += ["--uid", str(FIRST_UID + slot), "--chown", str(ipc_dir)]
         bwrap = shutil.which("bwrap") or "bwrap"
-        args = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        args = [*clean, bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                 "--hostname", "sandbox", "--die-with-parent", "--new-session",
                 "--perms", "1777", "--size", str(self.limits.scratch_mb * 2**20), "--tmpfs", "/tmp",
                 "--dev", "/dev", "--proc", "/proc"]  # fmt: skip
@@ -170,13 +177,12 @@ def write_kernelspec(kernels: Path, ipc_dir: Path, sandbox: Sandbox, seed: int, 
         # --die-with-parent does that job instead.
         kernel.append("--IPKernelApp.parent_handle=1")
     spec = {
-        "argv": sandbox.wrap(kernel, ipc_dir, slot),
+        "argv": sandbox.wrap(kernel, ipc_dir, slot, kernel_environment(seed, sandbox.enabled, scratch)),
         "display_name": "cnnlab grading kernel",
         "language": "python",
         # ipykernel handles an interrupt request by signalling itself; a signal sent
         # to bwrap would not reach the kernel inside its PID namespace.
         "interrupt_mode": "message",
-        "env": kernel_environment(seed, sandbox.enabled, scratch),
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     return kernels
@@ -197,10 +203,9 @@ def probe() -> None:
              "print('sandbox-ok')")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="cnnlab-probe-") as tmp:
         ipc = Path(tmp)
-        argv = Sandbox().wrap([sys.executable, "-c", check], ipc, slot=0)
-        env = kernel_environment(0, True, ipc)
+        argv = Sandbox().wrap([sys.executable, "-c", check], ipc, 0, kernel_environment(0, True, ipc))
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as error:
             raise SandboxUnavailable(f"bubblewrap does not run here ({error}): {INSTALL_HINT}") from None
     if done.returncode != 0 or "sandbox-ok" not in done.stdout:

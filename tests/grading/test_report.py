@@ -1,0 +1,39 @@
+"""Grade sheets and feedback pages, from results made by hand."""
+
+import csv
+import json
+
+from cnnlab.grading.report import SubmissionResult, feedback_page, read_results, write_reports
+from cnnlab.grading.score import CellResult
+
+CELLS = (CellResult("test_a", 3.0, 3.0, True), CellResult("test_b", 0.0, 2.0, False, "wrong", hidden=True),
+         CellResult("essay", 0.0, 1.0, None, "written answer: graded by a person"))  # fmt: skip
+
+
+def test_feedback_escapes_everything_a_submission_controls():
+    evil = "<script>alert(1)</script>"
+    result = SubmissionResult(evil, "conv", "x.ipynb", "graded", (CellResult(evil, 0.0, 1.0, False, evil),),
+                              (evil,), ((evil, evil),))  # fmt: skip
+    page = feedback_page(result)
+    assert "<script>" not in page and page.count("&lt;script&gt;") >= 6
+
+
+def test_rows_nobody_could_score_have_no_points(tmp_path):
+    results = [SubmissionResult("ann", "conv", "a.ipynb", "graded", CELLS),
+               SubmissionResult("bob", "conv", "b.ipynb", "not-gradable", notes=("the kernel did not start",)),
+               SubmissionResult("cy", "conv", "c.ipynb", "duplicate", notes=("2 notebooks",))]  # fmt: skip
+    write_reports(results, tmp_path, seed=7, sandbox="bwrap")
+    rows = {r["student"]: r for r in csv.DictReader((tmp_path / "grades.csv").open())}
+    assert (rows["ann"]["total"], rows["ann"]["test_a"], rows["ann"]["sandbox"]) == ("3", "3", "bwrap")
+    for student in ("bob", "cy"):
+        assert rows[student]["total"] == rows[student]["test_a"] == rows[student]["max"] == ""
+    assert "not yet graded" in (tmp_path / "feedback" / "conv" / "bob.html").read_text()
+    data = json.loads((tmp_path / "grades.json").read_text())
+    assert data["sandbox"] == "bwrap" and data["submissions"][1]["total"] is None
+
+
+def test_results_read_back_as_written(tmp_path):
+    results = [SubmissionResult("ann", "conv", "a.ipynb", "graded", CELLS, ("note",), (("essay", "Because."),), 1.5)]
+    write_reports(results, tmp_path, seed=7, sandbox="none")
+    seed, sandbox, back = read_results(tmp_path)
+    assert (seed, sandbox) == (7, "none") and back == results

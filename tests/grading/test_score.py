@@ -1,0 +1,108 @@
+"""Verdicts from synthetic executed notebooks: no kernel, no sandbox."""
+
+import nbformat
+import pytest
+
+from cnnlab.grading.execute import Execution, Reply
+from cnnlab.grading.record import MIME, Comparison, Record, encode
+from cnnlab.grading.restore import SEGMENT
+from cnnlab.grading.score import collect_records, score, unrecorded
+from cnnlab.grading.source import GradeItem
+
+ITEMS = [GradeItem("test_a", 3.0, False), GradeItem("test_b", 2.0, False), GradeItem("essay", 1.0, True)]
+
+
+def _cell(grade_id, kind, outputs=()):
+    cell = nbformat.v4.new_code_cell("...")
+    cell.metadata[SEGMENT] = {"grade_id": grade_id, "kind": kind}
+    cell.outputs = [nbformat.from_dict(o) for o in outputs]
+    return cell
+
+
+def _out(key, value, **compare):
+    payload = {"key": key, "value": encode(value), "compare": (Comparison(**compare) if compare else Comparison()).to_json()}
+    return {"output_type": "display_data", "data": {MIME: payload}, "metadata": {}}
+
+
+def _error(ename="AssertionError", evalue="boom"):
+    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
+
+
+def _run(cells, replies=None, **execution):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = cells
+    replies = replies if replies is not None else {i: Reply("ok") for i in range(len(cells))}
+    return nb, Execution(replies=replies, **execution)
+
+
+def _reference(**records):
+    return {"test_a": {k: Record(k, encode(v), Comparison()) for k, v in records.items()}}
+
+
+def test_passing_and_failing_cells():
+    nb, ex = _run([_cell("test_a", "visible"), _cell("test_a", "hidden", [_out("x", [1.0, 2.0])]),
+                   _cell("test_b", "visible")], {0: Reply("ok"), 1: Reply("ok"), 2: Reply("error", "AssertionError", "no")})
+    results = score(ITEMS, _reference(x=[1.0, 2.0]), nb, ex)
+    assert [(r.points, r.passed) for r in results] == [(3.0, True), (0.0, False), (0.0, None)]
+    assert results[1].message == "AssertionError: no" and results[1].unrecorded
+
+
+def test_an_error_reply_fails_the_cell_even_when_no_error_was_displayed():
+    """A custom exception handler can suppress the error output; the reply still says error."""
+    nb, ex = _run([_cell("test_b", "visible")], {0: Reply("error")})
+    result = score(ITEMS, {}, nb, ex)[1]
+    assert result.passed is False and "no message was shown" in result.message
+
+
+def test_hidden_failures_name_the_exception_only():
+    nb, ex = _run([_cell("test_b", "hidden", [_error(evalue="expected 42")])],
+                  {0: Reply("error", "AssertionError", "expected 42")})
+    assert score(ITEMS, {}, nb, ex)[1].message == "hidden test failed (AssertionError)"
+
+
+def test_not_implemented_is_named():
+    nb, ex = _run([_cell("test_b", "visible")], {0: Reply("error", "NotImplementedError", "")})
+    assert "not implemented yet" in score(ITEMS, {}, nb, ex)[1].message
+
+
+@pytest.mark.parametrize("outputs, message", [
+    ([], "'x' missing"),
+    ([_out("x", [1.0, 2.0]), _out("x", [1.0, 2.0])], "sent more than once"),
+    ([_out("x", [1.0, 2.5])], "'x': wrong value"),
+    ([{"output_type": "display_data", "data": {MIME: {"key": "x"}}, "metadata": {}}], "malformed"),
+])  # fmt: skip
+def test_records_must_arrive_once_and_match(outputs, message):
+    nb, ex = _run([_cell("test_a", "hidden", outputs)])
+    result = score(ITEMS, _reference(x=[1.0, 2.0]), nb, ex)[0]
+    assert result.passed is False and message in result.message
+
+
+def test_a_better_value_than_the_reference_passes_a_bound():
+    reference = {"test_a": {"acc": Record("acc", encode(0.96), Comparison("bounds", low=0.95))}}
+    better, worse = (_run([_cell("test_a", "hidden", [_out("acc", v)])]) for v in (0.99, 0.90))
+    assert score(ITEMS, reference, *better)[0].passed is True
+    result = score(ITEMS, reference, *worse)[0]
+    assert result.passed is False and result.message == "hidden test 'acc': not >= 0.95"
+
+
+def test_timeouts_and_a_dead_kernel_fail_what_they_reached():
+    cells = [_cell("test_a", "visible"), _cell("test_b", "visible")]
+    nb, ex = _run(cells, {0: Reply("error", "CellTimeout")}, timed_out_cells={0})
+    assert score(ITEMS, {}, nb, ex)[0].message == "timed out"
+    nb, ex = _run(cells, {0: Reply("ok")}, status="kernel-died", died_at_cell=1)
+    results = score(ITEMS, {}, nb, ex)
+    assert results[0].passed is True and "kernel stopped (kernel-died)" in results[1].message
+
+
+def test_a_cell_that_never_ran_fails():
+    nb, ex = _run([_cell("test_a", "visible")], {})
+    assert score(ITEMS, {}, nb, ex)[0].message == "not run"
+    nb, ex = _run([])  # the test cell is missing altogether
+    assert score(ITEMS, {}, nb, ex)[0].message == "not run"
+
+
+def test_the_reference_is_what_the_source_recorded():
+    nb, _ = _run([_cell("test_a", "hidden", [_out("x", 1.0), _out("y", 2.0, kind="equal")]), _cell(None, "source")])
+    reference = collect_records(nb)
+    assert set(reference) == {"test_a"} and reference["test_a"]["y"].compare.kind == "equal"
+    assert unrecorded(ITEMS, reference) == ["test_b"]
