@@ -54,7 +54,10 @@ def _assign(args: argparse.Namespace) -> int:
 
     try:
         if args.check:
-            stale = assign.check(args.source_dir, args.out_dir).stale
+            result = assign.check(args.source_dir, args.out_dir)
+            for line in result.warnings:
+                print(f"warning: {line}", file=sys.stderr)
+            stale = result.stale
             for line in stale:
                 print(line)
             if stale:
@@ -62,7 +65,10 @@ def _assign(args: argparse.Namespace) -> int:
                 return 1
             print(f"{args.out_dir} is in sync with {args.source_dir}")
             return 0
-        written = assign.assign(args.source_dir, args.out_dir).written
+        result = assign.assign(args.source_dir, args.out_dir)
+        for line in result.warnings:
+            print(f"warning: {line}", file=sys.stderr)
+        written = result.written
     except (SourceError, FileNotFoundError) as error:
         print(f"cnnlab assign: {error}", file=sys.stderr)
         return 1

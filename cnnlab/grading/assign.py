@@ -13,12 +13,12 @@ from the source (so the grader can match cells back).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from cnnlab.grading.source import read_notebook, validate
+from cnnlab.grading.source import read_notebook, unrecorded_tests, validate
 from cnnlab.notebooks import clean_metadata
 
 __all__ = ["AssignResult", "assign", "check", "student_version", "render"]
@@ -75,6 +75,16 @@ def render(nb) -> str:
 class AssignResult:
     written: list[Path]
     stale: list[str]  # for --check: files that differ, are missing, or should not be there
+    warnings: list[str] = field(default_factory=list)  # test cells whose verdicts a submission could forge
+
+
+def _warnings(source_dir: Path) -> list[str]:
+    found = []
+    for path in _sources(source_dir):
+        if cells := unrecorded_tests(read_notebook(path)):
+            found.append(f"{path}: test cells with no record() call, decided inside the student's kernel "
+                         f"(a submission can forge them): {', '.join(cells)}")  # fmt: skip
+    return found
 
 
 def _sources(source_dir: Path) -> list[Path]:
@@ -99,7 +109,7 @@ def assign(source_dir: Path, out_dir: Path) -> AssignResult:
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
             target.write_text(text, encoding="utf-8")
         written.append(target)
-    return AssignResult(written, [])
+    return AssignResult(written, [], _warnings(source_dir))
 
 
 def check(source_dir: Path, out_dir: Path) -> AssignResult:
@@ -118,4 +128,4 @@ def check(source_dir: Path, out_dir: Path) -> AssignResult:
             for p in sorted(out_dir.glob("*.ipynb"))
             if p.name not in expected
         ]
-    return AssignResult([], stale)
+    return AssignResult([], stale, _warnings(source_dir))

@@ -196,6 +196,17 @@ class _GradingClient(NotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
 
+def _shut_down(km) -> None:
+    """Kill the kernel and its process group: nbclient leaves running a kernel manager it was handed."""
+    from jupyter_core.utils import run_sync  # noqa: PLC0415
+
+    try:
+        if km.has_kernel:
+            run_sync(km.shutdown_kernel)(now=True)
+    except Exception:  # noqa: BLE001 -- a kernel that is already gone
+        pass
+
+
 def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, limits: Limits) -> Execution:
     """Execute ``nb`` in place in a new kernel ``kernel_name`` found in ``kernel_dirs``.
 
@@ -231,6 +242,7 @@ def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, l
     finally:
         # nbclient's own exit hook fails on a kernel that never started.
         atexit.unregister(client._cleanup_kernel)
+        _shut_down(km)
         if client.watchdog:
             client.watchdog.finish()
             execution.peak_memory_mb = client.watchdog.peak

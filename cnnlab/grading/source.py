@@ -38,6 +38,7 @@ __all__ = [
     "is_solution",
     "meta",
     "read_notebook",
+    "unrecorded_tests",
     "validate",
 ]
 
@@ -170,3 +171,13 @@ def grade_items(nb) -> list[GradeItem]:
         )
         for c in grade_cells(nb)
     ]
+
+
+def unrecorded_tests(nb) -> list[str]:
+    """grade_ids of autograded test cells that never call ``record(``.
+
+    Their verdicts come from the kernel's replies alone, which a submission
+    can forge (as under nbgrader); ``cnnlab assign`` warns about them.
+    """
+    return [meta(c)["grade_id"] for c in grade_cells(nb)
+            if c.cell_type == "code" and not is_solution(c) and "record(" not in c.source]  # fmt: skip

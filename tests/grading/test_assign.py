@@ -64,3 +64,11 @@ def test_a_malformed_source_is_one_clear_error(tmp_path, capsys):
     (source / "broken.ipynb").write_text(text)
     assert cli.main(["assign", str(source), str(tmp_path / "out")]) == 1
     assert "duplicate grade_id 'conv1d'" in capsys.readouterr().err
+
+
+def test_assign_warns_about_test_cells_that_record_nothing(tmp_path, capsys):
+    fixtures = Path(__file__).parents[1] / "fixtures"
+    assert cli.main(["assign", str(fixtures / "plain"), str(tmp_path)]) == 0
+    assert "test_conv1d, test_output_length" in capsys.readouterr().err
+    assert cli.main(["assign", "--check", str(fixtures / "source"), str(tmp_path / "other")]) == 1
+    assert "no record() call" not in capsys.readouterr().err
