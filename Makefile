@@ -64,5 +64,6 @@ exercises: setup
 grade: setup
 	$(BIN)/cnnlab grade $(SUBMISSIONS) --source solutions --out grades
 
-bench: setup
+bench: setup sandbox
 	$(BIN)/python benchmarks/bench_conv.py
+	$(BIN)/python benchmarks/bench_grading.py

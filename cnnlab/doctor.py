@@ -112,6 +112,17 @@ def _custom_op() -> Finding:
     )
 
 
+def _grading_sandbox() -> Finding:
+    """Only instructors who grade need it, so its absence is reported, not counted as broken."""
+    from cnnlab.grading.sandbox import SandboxUnavailable, probe  # noqa: PLC0415
+
+    try:
+        probe()
+    except SandboxUnavailable as error:
+        return Finding("grading", f"sandbox unavailable, so `cnnlab grade` will refuse (only graders need it): {error}")
+    return Finding("grading", "bubblewrap sandbox works: `cnnlab grade` can isolate submissions")
+
+
 CHECKS: list[Callable[[], Finding | list[Finding]]] = [
     _python,
     _tensorflow,
@@ -121,6 +132,7 @@ CHECKS: list[Callable[[], Finding | list[Finding]]] = [
     lambda: _compiler("nvcc", False, "optional: builds the op's GPU kernels", "install the CUDA toolkit"),
     _mnist,
     _custom_op,
+    _grading_sandbox,
 ]
 
 

@@ -22,7 +22,7 @@ def test_doctor_reports_every_topic_and_exits_zero_on_a_healthy_machine():
         [sys.executable, "-m", "cnnlab.cli", "doctor"], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    for topic in ("python", "tensorflow", "keras", "devices", "g++", "nvcc", "mnist", "custom op"):
+    for topic in ("python", "tensorflow", "keras", "devices", "g++", "nvcc", "mnist", "custom op", "grading"):
         assert f"] {topic}" in done.stdout
     assert "load_mnist() would use:" in done.stdout
     assert done.stderr == ""
@@ -72,3 +72,15 @@ def test_pretrain_loads_or_trains_both_shared_networks(monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("MNIST convnet (notebooks 03, 05): 34,826 parameters, cached in ")
     assert out[1].startswith("digit base, digits 0-4 (notebook 06): 224,677 parameters")
+
+
+def test_doctor_reports_a_missing_sandbox_without_failing(monkeypatch):
+    from cnnlab.grading import sandbox
+
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    sandbox.probe.cache_clear()
+    try:
+        finding = doctor._grading_sandbox()
+    finally:
+        sandbox.probe.cache_clear()
+    assert finding.ok and "cnnlab grade` will refuse" in finding.detail and "apt-get install bubblewrap" in finding.detail
