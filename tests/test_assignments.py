@@ -54,3 +54,14 @@ def test_exercises_earn_nothing_and_say_not_implemented(graded):
         automatic = [c for c in row["cells"] if c["result"] != "manual"]
         assert len(automatic) >= 4
         assert all(c["message"].startswith("not implemented yet") for c in automatic), automatic
+
+
+def test_sources_store_no_recorded_values():
+    """A test cell ending in record(...) would display the value: it is hidden test data, and float noise for nbval."""
+    import nbformat
+
+    for name in ASSIGNMENTS:
+        nb = nbformat.read(ROOT / "solutions" / name, as_version=4)
+        shown = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                 and any(o.get("output_type") == "execute_result" for o in c.get("outputs", []))]  # fmt: skip
+        assert not shown, f"{name}: cells {shown} store an execute_result"
