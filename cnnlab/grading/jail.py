@@ -1,6 +1,6 @@
 """The first process inside the sandbox: limits and privileges, then ``exec`` the kernel.
 
-    python -m cnnlab.grading.jail --nproc N --fsize-mb M [--uid U --chown DIR] -- COMMAND...
+    python .../cnnlab/grading/jail.py --nproc N --fsize-mb M [--uid U --chown DIR] -- COMMAND...
 
 * ``RLIMIT_NPROC`` (processes and threads of the kernel's user), ``RLIMIT_FSIZE``
   (largest file written), ``RLIMIT_CORE`` = 0;
