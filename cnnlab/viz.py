@@ -82,7 +82,7 @@ def training_curves(histories: dict, metric: str = "accuracy"):
             epochs = np.arange(1, len(values[key]) + 1)
             ax.plot(epochs, values[key], color=color, label=f"{name} train")
             if f"val_{key}" in values:
-                ax.plot(epochs, values[f"val_{key}"], color=color, linestyle="--", label=f"{name} test")
+                ax.plot(epochs, values[f"val_{key}"], color=color, linestyle="--", label=f"{name} validation")
     for ax, key in zip(axes, ("loss", metric), strict=True):
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
