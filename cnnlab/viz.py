@@ -154,7 +154,8 @@ def learning_curves(curves: dict[str, tuple[Sequence[int], dict[str, np.ndarray]
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3.0), squeeze=False)
+    # One y axis for every panel: a gap of one or two test images must look as small as it is.
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3.0), squeeze=False, sharey=True)
     for ax, (task, (sizes, results)) in zip(axes[0], curves.items(), strict=True):
         for method, values in results.items():
             ax.plot(sizes, values, marker="o", label=method)

@@ -31,3 +31,11 @@ def test_learning_curves_and_accuracy_vs_kept_label_their_axes():
     fig = viz.accuracy_vs_kept({"near": np.array([0.9, 0.95, 0.7])}, ["0", "1", "2"])
     assert fig.axes[0].get_xlabel().startswith("N: pretrained blocks kept")
     plt.close("all")
+
+
+def test_learning_curve_panels_share_one_y_axis():
+    fig = viz.learning_curves({"near": ([10, 20], {"scratch": np.array([0.5, 0.9])}),
+                               "far": ([10, 20], {"scratch": np.array([0.97, 0.98])})})  # fmt: skip
+    left, right = fig.axes
+    assert left.get_shared_y_axes().joined(left, right) and left.get_ylim() == right.get_ylim()
+    plt.close(fig)
