@@ -183,9 +183,10 @@ def _reference(kernels: _Kernels, assignment: Assignment) -> tuple[Reference, li
     return reference, notes
 
 
-def _unscored(sub: Submission, status: str, why: str, started: float) -> SubmissionResult:
-    return SubmissionResult(sub.student, sub.assignment, str(sub.path), status, notes=(why, *sub.notes),
-                            seconds=time.monotonic() - started)  # fmt: skip
+def _row(sub: Submission, status: str, started: float, *, cells=(), notes=(), answers=()) -> SubmissionResult:
+    """One grade-sheet row for ``sub``; intake notes follow the step's own notes."""
+    return SubmissionResult(sub.student, sub.assignment, str(sub.path), status, tuple(cells), (*notes, *sub.notes),
+                            tuple(answers), time.monotonic() - started)  # fmt: skip
 
 
 def _zero(assignment: Assignment) -> tuple[CellResult, ...]:
@@ -217,28 +218,23 @@ def _grade_one(sub: Submission, assignment: Assignment | None, reference: Refere
     started = time.monotonic()
     if sub.status:  # rejected or duplicate at intake
         cells = _zero(assignment) if sub.status == "rejected" and assignment else ()
-        return SubmissionResult(sub.student, sub.assignment, str(sub.path), sub.status, cells,
-                                (sub.problem, *sub.notes), seconds=time.monotonic() - started)  # fmt: skip
+        return _row(sub, sub.status, started, cells=cells, notes=(sub.problem,))
     if assignment is None:
-        return SubmissionResult(sub.student, sub.assignment, str(sub.path), "invalid-notebook",
-                                notes=(f"no assignment named {sub.assignment!r} in the sources", *sub.notes))  # fmt: skip
+        return _row(sub, "invalid-notebook", started, notes=(f"no assignment named {sub.assignment!r} in the sources",))
     if reference is None:
-        return _unscored(sub, "not-gradable", unavailable, started)
+        return _row(sub, "not-gradable", started, notes=(unavailable,))
     nb, problem = read_submission(sub.path, assignment.nb, assignment.name)
     if nb is None:
-        return SubmissionResult(sub.student, sub.assignment, str(sub.path), "invalid-notebook", _zero(assignment),
-                                (problem, *sub.notes), seconds=time.monotonic() - started)  # fmt: skip
+        return _row(sub, "invalid-notebook", started, cells=_zero(assignment), notes=(problem,))
     try:
         executed, execution = kernels.run(restore(assignment.nb, nb))
     except KernelFailure as error:
-        return _unscored(sub, "not-gradable", str(error), started)
-    cells = score(list(assignment.items), reference, executed, execution)
-    answers = tuple((segment(c)["grade_id"], c.source) for c in executed.cells
-                    if c.cell_type == "markdown" and segment(c).get("kind") == "answer")  # fmt: skip
-    status = "graded" if execution.status == "ok" else execution.status
-    return SubmissionResult(sub.student, sub.assignment, str(sub.path), status, tuple(cells),
-                            (*_execution_notes(execution, kernels.limits), *sub.notes), answers,
-                            time.monotonic() - started)  # fmt: skip
+        return _row(sub, "not-gradable", started, notes=(str(error),))
+    answers = [(segment(c)["grade_id"], c.source) for c in executed.cells
+               if c.cell_type == "markdown" and segment(c).get("kind") == "answer"]  # fmt: skip
+    return _row(sub, "graded" if execution.status == "ok" else execution.status, started,
+                cells=score(list(assignment.items), reference, executed, execution),
+                notes=_execution_notes(execution, kernels.limits), answers=answers)  # fmt: skip
 
 
 def _run_all(jobs: list, workers: int, progress: bool) -> list[SubmissionResult]:

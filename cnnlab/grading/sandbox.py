@@ -62,12 +62,19 @@ class SandboxUnavailable(RuntimeError):
     """No working sandbox on this machine; the message says why and how to get one."""
 
 
-def _cache_dirs() -> list[Path]:
+def _keras_home() -> Path:
+    """Where Keras keeps its data sets (``$KERAS_HOME``, else ``~/.keras``)."""
     from cnnlab.data import keras_cache_file  # noqa: PLC0415
+
+    return keras_cache_file("datasets", "x").parent.parent
+
+
+def _cache_dirs() -> list[Path]:
+    """The caches assignments read: the compiled op, the trained models, Keras's data sets."""
     from cnnlab.models import model_cache_dir  # noqa: PLC0415
     from cnnlab.ops.build import cache_dir  # noqa: PLC0415
 
-    return [cache_dir(), model_cache_dir(), keras_cache_file("datasets", "x").parent]
+    return [cache_dir(), model_cache_dir(), _keras_home() / "datasets"]
 
 
 def _package_dir() -> Path:
@@ -142,14 +149,13 @@ def kernel_environment(seed: int, sandboxed: bool, scratch: Path) -> dict[str, s
     from cnnlab.ops.build import cache_dir  # noqa: PLC0415
 
     home = "/tmp" if sandboxed else str(scratch)
-    keras_home = _cache_dirs()[2].parent
-    env = {
+    return {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "LANG": "C.UTF-8",
         "HOME": home,
         "TMPDIR": home,
         "CNNLAB_OPS_CACHE": str(cache_dir()),
-        "KERAS_HOME": str(keras_home),
+        "KERAS_HOME": str(_keras_home()),
         "CNNLAB_GRADING_SEED": str(seed),
         "CNNLAB_OFFLINE": "1",
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -164,7 +170,6 @@ def kernel_environment(seed: int, sandboxed: bool, scratch: Path) -> dict[str, s
         "TF_NUM_INTRAOP_THREADS": "2",
         "TF_NUM_INTEROP_THREADS": "2",
     }
-    return env
 
 
 def write_kernelspec(kernels: Path, ipc_dir: Path, sandbox: Sandbox, seed: int, slot: int, scratch: Path) -> Path:
