@@ -1,7 +1,14 @@
-"""What a trained network learned: activations, inputs that excite filters, saliency, Grad-CAM, FGSM.
+"""What a trained network learned: activations, saliency, Grad-CAM, FGSM.
+
+Lesson 05 writes each of these with ``tf.GradientTape`` in its own cells and then checks
+that this module gives the same result; assignment 05's reference uses none of it.
 
 Shapes: images ``(batch, h, w, c)`` float32 in [0, 1]; ``model`` maps them to class
-probabilities ``(batch, classes)``. Works for Sequential and functional Keras 3 models.
+probabilities ``(batch, classes)`` through a final layer with a softmax activation.
+Saliency and Grad-CAM differentiate the class *logit* (that layer's output before the
+softmax), as Simonyan et al. (2014) and Selvaraju et al. (2017) do: the probability
+saturates near 0 and 1, where its gradient vanishes.
+Works for Sequential and functional Keras 3 models.
 
 Keras 3 broke the classic Grad-CAM recipe for Sequential models
 (``keras.Model(model.inputs, [model.get_layer(name).output, model.output])`` fails
@@ -11,7 +18,8 @@ avoids it by calling the layers again on a fresh ``keras.Input``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -21,7 +29,7 @@ tf = import_tensorflow()
 
 import keras  # noqa: E402
 
-__all__ = ["activations", "fgsm", "grad_cam", "maximize_class", "maximize_filters", "saliency", "traced"]
+__all__ = ["activations", "fgsm", "grad_cam", "logits", "saliency", "traced"]
 
 
 def traced(model: keras.Model, layer_names: Sequence[str]) -> keras.Model:
@@ -48,78 +56,48 @@ def activations(model: keras.Model, x, layer_names: Sequence[str]) -> dict[str, 
     return {name: np.asarray(v) for name, v in zip(layer_names, values[:-1], strict=True)}
 
 
-def _ascend(score_fn, start: np.ndarray, steps: int, step_size: float, l2: float) -> np.ndarray:
-    """Normalised gradient ascent on ``score_fn(images) -> (batch,)``, images kept in [0, 1]."""
-    images = tf.Variable(start)
-    for _ in range(steps):
-        with tf.GradientTape() as tape:
-            score = tf.reduce_sum(score_fn(images)) - l2 * tf.reduce_sum(tf.square(images - 0.5))
-        grad = tape.gradient(score, images)
-        grad /= tf.sqrt(tf.reduce_mean(tf.square(grad), axis=[1, 2, 3], keepdims=True)) + 1e-8
-        images.assign(tf.clip_by_value(images + step_size * grad, 0.0, 1.0))
-    return images.numpy()
 
 
-def maximize_filters(model: keras.Model, layer_name: str, filters: Sequence[int] | None = None, *,
-                     steps: int = 60, step_size: float = 0.02, l2: float = 0.001, seed: int = 0) -> np.ndarray:  # fmt: skip
-    """The input that maximises each filter's mean response in ``layer_name``.
 
-    The ascent follows the filter's *linear* response (before its ReLU): after the ReLU a
-    filter that is off everywhere has no gradient and would never switch on. All filters
-    are optimised at once, one image each, from uniform noise in [0, 1].
-
-    Returns:
-        ``(len(filters), h, w, c)`` images in [0, 1].
-    """
-    probe = traced(model, [layer_name])
-    channels = probe.outputs[0].shape[-1]
-    filters = list(range(channels)) if filters is None else list(filters)
-    if any(not 0 <= f < channels for f in filters):
-        raise ValueError(f"filters must be in 0..{channels - 1} for layer {layer_name!r}, got {filters}")
-    start = np.random.default_rng(seed).random((len(filters), *model.input_shape[1:])).astype(np.float32)
-    index = tf.constant(filters)
-    layer = model.get_layer(layer_name)
-
-    def score(images):
-        maps = probe(images, training=False)[0]  # (n, h, w, channels)
-        mine = tf.gather(maps, index, axis=3, batch_dims=1)  # image i's map of filter filters[i]: (n, h, w)
-        return tf.reduce_mean(mine, axis=[1, 2])
-
-    saved = getattr(layer, "activation", None)
-    if saved is not None:
-        layer.activation = keras.activations.linear
+@contextmanager
+def _softmax_removed(model: keras.Model) -> Iterator[None]:
+    """Within the block, ``model`` returns logits: its final layer's activation is the identity."""
+    last = model.layers[-1]
+    saved = getattr(last, "activation", None)
+    if saved is None:
+        raise ValueError(f"model {model.name!r} must end in a layer with an activation (a softmax), "
+                         f"got {type(last).__name__}")  # fmt: skip
+    last.activation = keras.activations.linear
     try:
-        return _ascend(score, start, steps, step_size, l2)
+        yield
     finally:
-        if saved is not None:
-            layer.activation = saved
+        last.activation = saved
 
 
-def maximize_class(model: keras.Model, classes: Sequence[int], *, steps: int = 80, step_size: float = 0.05,
-                   l2: float = 0.02, seed: int = 0) -> np.ndarray:  # fmt: skip
-    """The input that maximises the log-probability of each class; ``(len(classes), h, w, c)``."""
-    rng = np.random.default_rng(seed)
-    start = (0.5 + 0.05 * rng.standard_normal((len(classes), *model.input_shape[1:]))).astype(np.float32)
-    one_hot = tf.one_hot(list(classes), model.output_shape[-1])
-    return _ascend(lambda images: tf.reduce_sum(one_hot * tf.math.log(model(images, training=False) + 1e-9), axis=1),
-                   start, steps, step_size, l2)  # fmt: skip
+def logits(model: keras.Model, x) -> np.ndarray:
+    """The class scores before the softmax: ``(batch, classes)``."""
+    with _softmax_removed(model):
+        return np.asarray(model(np.asarray(x, np.float32), training=False))
+
+
+def _class_logit(outputs, classes: Sequence[int]):
+    """``outputs[i, classes[i]]`` for each image i: ``(batch,)``."""
+    return tf.gather(outputs, tf.constant(list(classes)), axis=1, batch_dims=1)
 
 
 def saliency(model: keras.Model, x, classes: Sequence[int]) -> np.ndarray:
-    """``|d p(class) / d pixel|``, the largest over channels: ``(batch, h, w)``."""
+    """``|d logit(class) / d pixel|``, the largest over channels: ``(batch, h, w)``."""
     images = tf.convert_to_tensor(np.asarray(x, np.float32))
-    with tf.GradientTape() as tape:
+    with tf.GradientTape() as tape, _softmax_removed(model):
         tape.watch(images)
-        scores = tf.reduce_sum(
-            model(images, training=False) * tf.one_hot(list(classes), model.output_shape[-1]), axis=1
-        )
+        scores = _class_logit(model(images, training=False), classes)
     return tf.reduce_max(tf.abs(tape.gradient(scores, images)), axis=-1).numpy()
 
 
 def grad_cam(model: keras.Model, x, classes: Sequence[int], layer_name: str) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017): where in the image the evidence for each class lies.
 
-    The feature maps of ``layer_name`` are weighted by the spatial mean of the class score's
+    The feature maps of ``layer_name`` are weighted by the spatial mean of the class logit's
     gradient, summed, passed through a ReLU, upsampled to the input size and scaled to [0, 1].
 
     Returns:
@@ -127,9 +105,9 @@ def grad_cam(model: keras.Model, x, classes: Sequence[int], layer_name: str) -> 
     """
     probe = traced(model, [layer_name])
     images = np.asarray(x, np.float32)
-    with tf.GradientTape() as tape:
-        maps, probabilities = probe(images, training=False)
-        scores = tf.reduce_sum(probabilities * tf.one_hot(list(classes), model.output_shape[-1]), axis=1)
+    with tf.GradientTape() as tape, _softmax_removed(model):
+        maps, outputs = probe(images, training=False)
+        scores = _class_logit(outputs, classes)
     weights = tf.reduce_mean(tape.gradient(scores, maps), axis=[1, 2], keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1, keepdims=True))
     cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")[..., 0]

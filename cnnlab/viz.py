@@ -32,19 +32,29 @@ def stems(
 
 
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], *, cols: int = 4, cmap: str = "gray",
-               size: float = 2.2, symmetric: bool = False):  # fmt: skip
-    """Images ``(h, w)`` or ``(h, w, 3)`` in a grid with titles; pixel axes labelled on the first."""
+               size: float = 2.2, symmetric: bool = False, colorbar: bool = False, label: str = "value"):  # fmt: skip
+    """Images ``(h, w)`` or ``(h, w, 3)`` in a grid with titles; pixel axes labelled on the first.
+
+    Args:
+        symmetric: signed maps (weights, differences): one colour scale centred on 0 and
+            shared by every panel, so that colours compare across panels, with one colour
+            bar labelled ``label``.
+        colorbar: a colour bar beside every 2-D panel, each on its own scale.
+    """
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     rows = int(np.ceil(len(images) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols + (0.6 if symmetric else 0), size * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
+    images = [np.asarray(image) for image in images]
+    limit = max(float(np.abs(image).max()) for image in images) if symmetric else None
+    shown = None
     for ax, image, title in zip(axes.ravel(), images, titles, strict=False):
-        image = np.asarray(image)
-        limit = np.abs(image).max() if symmetric else None
         kwargs = {"vmin": -limit, "vmax": limit} if symmetric and image.ndim == 2 else {}
-        ax.imshow(image, cmap=cmap if image.ndim == 2 else None, **kwargs)
+        shown = ax.imshow(image, cmap=cmap if image.ndim == 2 else None, **kwargs)
+        if colorbar and image.ndim == 2:
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
         ax.set_title(title, fontsize=9)
         ax.axis("on")
         ax.set_xticks([])
@@ -52,6 +62,8 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], *, cols: int
     axes[0][0].set_xlabel("column")
     axes[0][0].set_ylabel("row")
     fig.tight_layout()
+    if symmetric and shown is not None:
+        fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label=label)
     return fig
 
 

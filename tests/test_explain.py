@@ -1,4 +1,4 @@
-"""cnnlab.explain on a small seeded convnet: shapes, ranges, and the Sequential Grad-CAM case."""
+"""cnnlab.explain on a small seeded convnet: logits, shapes, ranges, and the Sequential Grad-CAM case."""
 
 import numpy as np
 import pytest
@@ -48,13 +48,23 @@ def test_fgsm_moves_each_pixel_by_at_most_epsilon_and_stays_in_range(model, imag
         explain.fgsm(model, images, labels, -0.1)
 
 
-def test_filter_ascent_raises_the_linear_response(model):
-    before = np.random.default_rng(0).random((2, 28, 28, 1)).astype(np.float32)  # the ascent's starting point
-    after = explain.maximize_filters(model, "conv2", [0, 5], steps=20)
-    for i, f in enumerate([0, 5]):
-        assert explain.activations(model, after[i : i + 1], ["conv2"])["conv2"][..., f].mean() >= (
-            explain.activations(model, before[i : i + 1], ["conv2"])["conv2"][..., f].mean()
-        )
-    assert model.get_layer("conv2").activation is keras.activations.relu  # restored after the ascent
-    with pytest.raises(ValueError, match="filters must be in 0..63"):
-        explain.maximize_filters(model, "conv2", [64])
+def test_logits_are_the_scores_the_softmax_turns_into_the_model_output(model, images):
+    scores = explain.logits(model, images)
+    np.testing.assert_allclose(keras.ops.softmax(scores).numpy(), model(images).numpy(), rtol=1e-5, atol=1e-7)
+    assert model.layers[-1].activation is keras.activations.softmax  # put back afterwards
+
+
+def test_saliency_is_the_gradient_of_the_logit_by_finite_differences(model, images):
+    sal = explain.saliency(model, images[:1], [4])
+    row, col = np.unravel_index(np.argmax(sal[0]), sal[0].shape)
+    step = np.zeros_like(images[:1])
+    step[0, row, col, 0] = 1e-2
+    slope = (explain.logits(model, images[:1] + step)[0, 4] - explain.logits(model, images[:1] - step)[0, 4]) / 2e-2
+    np.testing.assert_allclose(abs(slope), sal[0, row, col], rtol=0.05)
+
+
+def test_a_model_without_a_final_activation_is_refused(images):
+    inputs = keras.Input((28, 28, 1))
+    bare = keras.Model(inputs, keras.layers.Flatten()(inputs))
+    with pytest.raises(ValueError, match="must end in a layer with an activation"):
+        explain.saliency(bare, images, [0, 1, 2])

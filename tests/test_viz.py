@@ -39,3 +39,19 @@ def test_learning_curve_panels_share_one_y_axis():
     left, right = fig.axes
     assert left.get_shared_y_axes().joined(left, right) and left.get_ylim() == right.get_ylim()
     plt.close(fig)
+
+
+def test_signed_image_grid_shares_one_scale_centred_on_zero_with_a_colour_bar():
+    weights = [np.array([[-2.0, 1.0], [0.0, 0.5]]), np.array([[0.1, -0.2], [0.3, 0.0]])]
+    fig = viz.image_grid(weights, ["a", "b"], cols=2, cmap="bwr", symmetric=True, label="weight")
+    panels = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert [ax.images[0].get_clim() for ax in panels] == [(-2.0, 2.0), (-2.0, 2.0)]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "weight"
+    plt.close(fig)
+
+
+def test_image_grid_can_give_every_panel_its_own_colour_bar():
+    fig = viz.image_grid([np.zeros((3, 3)), np.ones((3, 3)), np.ones((3, 3, 3))], ["a", "b", "rgb"], cols=3, colorbar=True)
+    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 2  # none for the colour image
+    plt.close(fig)
