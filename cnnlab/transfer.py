@@ -333,11 +333,11 @@ def learning_curves(base: keras.Sequential, split, sizes, *, seeds=(0,), **optio
     Args:
         split: a :class:`cnnlab.data.Split` of the target task (labels ``0 .. k - 1``).
         sizes: numbers of labelled examples, each at least ``k``.
-        seeds: one run per seed (a different sample of labels and initialisation); results are averaged.
+        seeds: one run per seed, each with its own sample of labels and initialisation.
         options: passed on to :func:`three_ways` (``keep``, ``first``, ``steps``).
 
     Returns:
-        ``{method: accuracies}`` with accuracies ``(len(sizes),)``, the mean over the seeds.
+        ``{method: accuracies}`` with accuracies ``(len(seeds), len(sizes))``, one row per seed.
     """
     runs = {method: np.zeros((len(seeds), len(sizes))) for method in METHODS}
     for i, seed in enumerate(seeds):
@@ -347,7 +347,7 @@ def learning_curves(base: keras.Sequential, split, sizes, *, seeds=(0,), **optio
                 base, x, y, split.x_test, split.y_test, seed=seed, **options
             ).items():
                 runs[method][i, j] = value
-    return {method: values.mean(axis=0) for method, values in runs.items()}
+    return runs
 
 
 def accuracy_vs_kept(base: keras.Sequential, split, n: int, keeps=(None, *BLOCK_ENDS), *, steps: int = 100,

@@ -162,21 +162,28 @@ def block_diagram(rows: dict[str, Sequence[tuple[str, str]]]):
 def learning_curves(curves: dict[str, tuple[Sequence[int], dict[str, np.ndarray]]]):
     """Test accuracy vs number of labelled examples (log scale), one panel per task, one line per method.
 
-    ``curves`` maps a task name to ``(sizes, {method: accuracies (len(sizes),)})``.
+    ``curves`` maps a task name to ``(sizes, {method: accuracies})``, accuracies either
+    ``(len(sizes),)`` or ``(seeds, len(sizes))``; with several seeds each point is the mean
+    and its error bar one standard deviation over the seeds.
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     # One y axis for every panel: a gap of one or two test images must look as small as it is.
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.4 * len(curves), 3.0), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3.2), squeeze=False, sharey=True)
+    seeds = 1
     for ax, (task, (sizes, results)) in zip(axes[0], curves.items(), strict=True):
-        for method, values in results.items():
-            ax.plot(sizes, values, marker="o", label=method)
+        for offset, (method, values) in zip((0.94, 1.0, 1.06), results.items()):
+            runs = np.atleast_2d(values)
+            seeds = len(runs)
+            shifted = np.asarray(sizes) * offset  # side by side, so that the error bars do not hide each other
+            ax.errorbar(shifted, runs.mean(axis=0), yerr=runs.std(axis=0) if seeds > 1 else None, marker="o",
+                        capsize=3, label=method)  # fmt: skip
         ax.set_xscale("log")
         ax.set_xticks(list(sizes), [str(n) for n in sizes])
         ax.minorticks_off()
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("labelled target examples")
-    axes[0, 0].set_ylabel("test accuracy")
+    axes[0, 0].set_ylabel("test accuracy" + (f"\n(mean ± sd of {seeds} seeds)" if seeds > 1 else ""))
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     return fig

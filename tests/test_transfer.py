@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cnnlab import transfer
+from cnnlab.data import Split
 from cnnlab.env import import_tensorflow
 
 import_tensorflow()
@@ -214,3 +215,13 @@ def test_mobilenet_features_use_weights_from_keras_cache_without_the_network(tmp
     grey = np.random.default_rng(0).random((2, 25, 25, 1)).astype("float32")
     expected = net.predict(tf.repeat(tf.image.resize(grey, (96, 96)), 3, axis=-1) * 2.0 - 1.0, verbose=0)
     np.testing.assert_allclose(transfer.mobilenet_v2_features(grey), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_learning_curves_keep_one_row_per_seed(base):
+    x, y = digits(n=40)
+    split = Split(x, y, x, y, "test")
+    runs = transfer.learning_curves(base, split, [10, 20], seeds=(0, 1), steps=2)
+    assert set(runs) == set(transfer.METHODS)
+    assert all(values.shape == (2, 2) and np.all((values >= 0) & (values <= 1)) for values in runs.values())
+    again = transfer.learning_curves(base, split, [10], seeds=(1,), steps=2)
+    assert all(again[method][0, 0] == runs[method][1, 0] for method in transfer.METHODS)  # seed 1 is seed 1

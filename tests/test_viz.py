@@ -27,7 +27,7 @@ def test_learning_curves_and_accuracy_vs_kept_label_their_axes():
     fig = viz.learning_curves(curves)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "labelled target examples" and ax.get_ylabel() == "test accuracy"
-    assert [line.get_label() for line in ax.get_lines()] == ["scratch", "fine-tuning"]
+    assert ax.get_legend_handles_labels()[1] == ["scratch", "fine-tuning"]
     fig = viz.accuracy_vs_kept({"near": np.array([0.9, 0.95, 0.7])}, ["0", "1", "2"])
     assert fig.axes[0].get_xlabel().startswith("N: pretrained blocks kept")
     plt.close("all")
@@ -55,3 +55,17 @@ def test_image_grid_can_give_every_panel_its_own_colour_bar():
     fig = viz.image_grid([np.zeros((3, 3)), np.ones((3, 3)), np.ones((3, 3, 3))], ["a", "b", "rgb"], cols=3, colorbar=True)
     assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 2  # none for the colour image
     plt.close(fig)
+
+
+def test_learning_curves_over_seeds_show_the_mean_and_one_standard_deviation():
+    runs = np.array([[0.6, 0.9], [0.8, 0.9], [0.7, 0.9]])  # 3 seeds x 2 sizes
+    fig = viz.learning_curves({"near": ([20, 100], {"scratch": runs})})
+    ax = fig.axes[0]
+    (container,) = ax.containers
+    line, _, (bars,) = container
+    np.testing.assert_allclose(line.get_ydata(), [0.7, 0.9])
+    lows, highs = np.array([segment[:, 1] for segment in bars.get_segments()]).T
+    np.testing.assert_allclose(highs - lows, 2 * runs.std(axis=0), atol=1e-12)
+    assert "mean ± sd of 3 seeds" in ax.get_ylabel()
+    plt.close(fig)
+
