@@ -39,10 +39,10 @@ def _build_ops(args: argparse.Namespace) -> int:
 def _pretrain(_args: argparse.Namespace) -> int:
     # The grader's sandbox can read the model cache but not write to it: without
     # this step every graded submission of assignments 05 and 06 would retrain them.
-    from cnnlab import models, transfer  # noqa: PLC0415
+    from cnnlab import models  # noqa: PLC0415
 
     for name, load in (("MNIST convnet (notebooks 03, 05)", models.load_or_train_mnist_convnet),
-                       ("digit base, digits 0-4 (notebook 06)", transfer.pretrained_digit_base)):  # fmt: skip
+                       ("digit base, digits 0-4 (notebook 06)", models.pretrained_digit_base)):  # fmt: skip
         print(f"{name}: {load(quiet=True).count_params():,} parameters, cached in {models.model_cache_dir()}",
               flush=True)  # fmt: skip
     return 0

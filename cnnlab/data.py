@@ -14,7 +14,11 @@ loader                 where the data comes from                   needs the net
                        background patches
 ``sample_image(name)`` photographs shipped inside scikit-image      no
                        and scikit-learn
+``imagenet_weights()`` Keras's cache, else a download               only if Keras's cache is empty
 =====================  ==========================================  ============================
+
+Also here: ``select_classes`` and ``shifted_copies``, which make the data the
+transfer-learning base of notebook 06 is trained on.
 
 Set ``CNNLAB_OFFLINE=1`` to skip every network attempt.
 """
@@ -31,6 +35,10 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "WeightsUnavailable",
+    "imagenet_weights",
+    "select_classes",
+    "shifted_copies",
     "IMAGE_NAMES",
     "OFFLINE_ENV",
     "Split",
@@ -400,3 +408,59 @@ def sample_image(name: str, *, gray: bool = False, raw: bool = False) -> np.ndar
         image = np.round(rgb2gray(image) * 255).astype(np.uint8)
     image = image.astype(np.uint8)
     return image if raw else image.astype(np.float32) / np.float32(255)
+
+
+def select_classes(x: np.ndarray, y: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
+    """The examples of the given classes, relabelled ``0 .. len(classes) - 1`` in that order.
+
+    ``select_classes(x, y, [5, 6, 7, 8, 9])`` turns digits 5-9 into labels 0-4.
+    """
+    classes = list(classes)
+    if not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be a non-empty list of distinct labels, got {classes!r}")
+    keep = np.isin(y, classes)
+    relabel = {c: i for i, c in enumerate(classes)}
+    return x[keep], np.array([relabel[int(c)] for c in y[keep]], dtype=np.int64)
+
+
+def shifted_copies(x: np.ndarray, copies: int, *, max_shift: int = 3, seed: int = 0) -> np.ndarray:
+    """``x`` followed by ``copies`` randomly shifted copies of it: ``(n, h, w, c)`` -> ``((copies + 1) n, h, w, c)``.
+
+    Each copy moves every image by up to ``max_shift`` pixels along each axis
+    (wrapping round; MNIST digits have empty borders). Pretraining on shifted
+    digits gives features that transfer better than those of the bare set.
+    """
+    rng = np.random.default_rng(seed)
+    out = [x]
+    for _ in range(copies):
+        moved = np.empty_like(x)
+        for i, (dy, dx) in enumerate(rng.integers(-max_shift, max_shift + 1, (len(x), 2))):
+            moved[i] = np.roll(x[i], (dy, dx), axis=(0, 1))
+        out.append(moved)
+    return np.concatenate(out)
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights are neither cached nor downloadable (offline)."""
+
+
+_WEIGHTS_HOST = ("storage.googleapis.com", 443)
+_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+
+
+def imagenet_weights(filename: str) -> Path:
+    """Keras's cached copy of ``filename``, downloaded first if the host answers."""
+    import keras  # noqa: PLC0415
+
+    cached = keras_cache_file("models", filename)
+    if cached.is_file():
+        return cached
+    if offline_forced() or not host_reachable(_WEIGHTS_HOST):
+        raise WeightsUnavailable(
+            f"{filename} is not in Keras's cache and {_WEIGHTS_HOST[0]} cannot be reached"
+        )
+    try:
+        with download_timeout():
+            return Path(keras.utils.get_file(filename, _WEIGHTS_URL + filename, cache_subdir="models"))
+    except Exception as error:  # get_file re-raises every download failure as a bare Exception
+        raise WeightsUnavailable(f"{filename} could not be downloaded: {error}") from error

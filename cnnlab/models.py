@@ -2,7 +2,8 @@
 
 Lessons define the networks they teach in their own cells; this module keeps only
 what is shared: the keras-io MNIST convnet (trained once and cached for lesson and
-assignment 05), the plain/residual twins of assignment 04, and the cache itself.
+assignment 05), the plain/residual twins of assignment 04, the digit base that
+lesson and assignment 06 transfer from (also cached), and the cache itself.
 
 Shapes are channels-last: images ``(batch, 28, 28, 1)`` for MNIST.
 ``conv`` arguments take any layer class with ``Conv2D``'s signature
@@ -14,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from cnnlab.env import import_tensorflow
 
 import_tensorflow()
@@ -21,6 +24,9 @@ import_tensorflow()
 import keras  # noqa: E402
 
 __all__ = [
+    "BLOCK_ENDS",
+    "digit_base",
+    "pretrained_digit_base",
     "deep_net",
     "load_or_train",
     "load_or_train_mnist_convnet",
@@ -138,3 +144,55 @@ def save_atomically(model: keras.Model, path: Path) -> bool:
         return False
     staged.replace(path)
     return True
+
+
+# The layers that end each block of :func:`digit_base`: keeping N blocks means
+# keeping every layer up to and including ``BLOCK_ENDS[N - 1]``.
+BLOCK_ENDS = ("pool1", "pool2", "dense")
+
+
+def digit_base(input_shape=(28, 28, 1), classes: int = 5, name: str = "digit_base") -> keras.Sequential:
+    """The convnet pretrained for transfer: three blocks and a softmax.
+
+    ``conv1 bn1 relu1 pool1 | conv2 bn2 relu2 pool2 | flatten dense | output``:
+    ``(batch, 28, 28, 1)`` -> 13x13x32 -> 5x5x64 -> 128 -> ``(batch, classes)``.
+    """
+    layers = [keras.Input(input_shape)]
+    for block, filters in ((1, 32), (2, 64)):
+        layers += [
+            keras.layers.Conv2D(filters, 3, use_bias=False, name=f"conv{block}"),
+            keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{block}"),
+            keras.layers.ReLU(name=f"relu{block}"),
+            keras.layers.MaxPooling2D(2, name=f"pool{block}"),
+        ]
+    layers += [
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(128, activation="relu", name="dense"),
+        keras.layers.Dense(classes, activation="softmax", name="output"),
+    ]
+    return keras.Sequential(layers, name=name)
+
+
+def pretrained_digit_base(*, classes=(0, 1, 2, 3, 4), steps: int = 1200, seed: int = 0,
+                          path: Path | None = None, quiet: bool = False) -> keras.Sequential:  # fmt: skip
+    """:func:`digit_base` trained on the MNIST digits ``classes``, cached on disk.
+
+    Loads ``path`` (default ``~/.cache/cnnlab/models/digit_base_<classes>.keras``)
+    when it exists, else trains deterministically on those digits of
+    :func:`cnnlab.data.load_mnist` and three shifted copies of them (about 20 seconds
+    on 2 cores) and saves it there.
+    """
+    from cnnlab.data import load_mnist, select_classes, shifted_copies  # noqa: PLC0415
+    from cnnlab.transfer import fit_steps  # noqa: PLC0415  (transfer imports this module)
+
+    classes = list(classes)
+
+    def train() -> keras.Sequential:
+        data = load_mnist(quiet=quiet)
+        x, y = select_classes(data.x_train, data.y_train, classes)
+        x, y = shifted_copies(x, 3, seed=seed), np.tile(y, 4)
+        keras.utils.set_random_seed(seed)
+        return fit_steps(digit_base(classes=len(classes)), x, y, steps=steps, seed=seed)
+
+    tag = "".join(str(c) for c in classes)
+    return load_or_train(path or model_cache_dir() / f"digit_base_{tag}_{steps}_{seed}.keras", train)

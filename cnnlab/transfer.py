@@ -10,12 +10,16 @@ new task. Two ways to train:
   statistics it learned on the first task (the ``training=False`` caveat).
 
 Images are ``(batch, 28, 28, 1)`` floats in [0, 1]; labels ``(batch,)`` ints.
+
+The network transferred from (:func:`cnnlab.models.pretrained_digit_base`) is built
+and cached in :mod:`cnnlab.models`; the data it is trained on and the ImageNet
+weights download are in :mod:`cnnlab.data`. This module holds the recipe itself
+and the experiments lesson 06 runs with it.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -25,14 +29,14 @@ import_tensorflow()
 
 import keras  # noqa: E402
 
+from cnnlab.data import imagenet_weights  # noqa: E402
+from cnnlab.models import BLOCK_ENDS  # noqa: E402
+
 __all__ = [
-    "BLOCK_ENDS",
     "METHODS",
-    "WeightsUnavailable",
     "accuracy",
     "cut",
     "accuracy_vs_kept",
-    "digit_base",
     "feature_extraction",
     "few_labels",
     "fine_tune",
@@ -40,55 +44,11 @@ __all__ = [
     "learning_curves",
     "mobilenet_v2_features",
     "new_head",
-    "pretrained_digit_base",
-    "select_classes",
-    "shifted_copies",
     "transfer_model",
     "three_ways",
     "trainable_count",
     "unfreeze_from",
 ]
-
-# The layers that end each block of :func:`digit_base`: keeping N blocks means
-# keeping every layer up to and including ``BLOCK_ENDS[N - 1]``.
-BLOCK_ENDS = ("pool1", "pool2", "dense")
-
-
-def digit_base(input_shape=(28, 28, 1), classes: int = 5, name: str = "digit_base") -> keras.Sequential:
-    """The convnet pretrained for transfer: three blocks and a softmax.
-
-    ``conv1 bn1 relu1 pool1 | conv2 bn2 relu2 pool2 | flatten dense | output``:
-    ``(batch, 28, 28, 1)`` -> 13x13x32 -> 5x5x64 -> 128 -> ``(batch, classes)``.
-    """
-    from cnnlab.models import BN_MOMENTUM  # noqa: PLC0415
-
-    layers = [keras.Input(input_shape)]
-    for block, filters in ((1, 32), (2, 64)):
-        layers += [
-            keras.layers.Conv2D(filters, 3, use_bias=False, name=f"conv{block}"),
-            keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{block}"),
-            keras.layers.ReLU(name=f"relu{block}"),
-            keras.layers.MaxPooling2D(2, name=f"pool{block}"),
-        ]
-    layers += [
-        keras.layers.Flatten(name="flatten"),
-        keras.layers.Dense(128, activation="relu", name="dense"),
-        keras.layers.Dense(classes, activation="softmax", name="output"),
-    ]
-    return keras.Sequential(layers, name=name)
-
-
-def select_classes(x: np.ndarray, y: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
-    """The examples of the given classes, relabelled ``0 .. len(classes) - 1`` in that order.
-
-    ``select_classes(x, y, [5, 6, 7, 8, 9])`` turns digits 5-9 into labels 0-4.
-    """
-    classes = list(classes)
-    if not classes or len(set(classes)) != len(classes):
-        raise ValueError(f"classes must be a non-empty list of distinct labels, got {classes!r}")
-    keep = np.isin(y, classes)
-    relabel = {c: i for i, c in enumerate(classes)}
-    return x[keep], np.array([relabel[int(c)] for c in y[keep]], dtype=np.int64)
 
 
 def few_labels(x: np.ndarray, y: np.ndarray, n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -111,23 +71,6 @@ def few_labels(x: np.ndarray, y: np.ndarray, n: int, *, seed: int = 0) -> tuple[
         chosen.append(rng.choice(pool, count, replace=False))
     idx = rng.permutation(np.concatenate(chosen))
     return x[idx], y[idx]
-
-
-def shifted_copies(x: np.ndarray, copies: int, *, max_shift: int = 3, seed: int = 0) -> np.ndarray:
-    """``x`` followed by ``copies`` randomly shifted copies of it: ``(n, h, w, c)`` -> ``((copies + 1) n, h, w, c)``.
-
-    Each copy moves every image by up to ``max_shift`` pixels along each axis
-    (wrapping round; MNIST digits have empty borders). Pretraining on shifted
-    digits gives features that transfer better than those of the bare set.
-    """
-    rng = np.random.default_rng(seed)
-    out = [x]
-    for _ in range(copies):
-        moved = np.empty_like(x)
-        for i, (dy, dx) in enumerate(rng.integers(-max_shift, max_shift + 1, (len(x), 2))):
-            moved[i] = np.roll(x[i], (dy, dx), axis=(0, 1))
-        out.append(moved)
-    return np.concatenate(out)
 
 
 def fit_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, learning_rate: float = 1e-3,
@@ -368,57 +311,6 @@ def accuracy_vs_kept(base: keras.Sequential, split, n: int, keeps=(None, *BLOCK_
     return np.array(result)
 
 
-def pretrained_digit_base(*, classes=(0, 1, 2, 3, 4), steps: int = 1200, seed: int = 0,
-                          path: Path | None = None, quiet: bool = False) -> keras.Sequential:  # fmt: skip
-    """:func:`digit_base` trained on the MNIST digits ``classes``, cached on disk.
-
-    Loads ``path`` (default ``~/.cache/cnnlab/models/digit_base_<classes>.keras``)
-    when it exists, else trains deterministically on those digits of
-    :func:`cnnlab.data.load_mnist` and three shifted copies of them (about 20 seconds
-    on 2 cores) and saves it there.
-    """
-    from cnnlab.data import load_mnist  # noqa: PLC0415
-    from cnnlab.models import load_or_train, model_cache_dir  # noqa: PLC0415
-
-    classes = list(classes)
-
-    def train() -> keras.Sequential:
-        data = load_mnist(quiet=quiet)
-        x, y = select_classes(data.x_train, data.y_train, classes)
-        x, y = shifted_copies(x, 3, seed=seed), np.tile(y, 4)
-        keras.utils.set_random_seed(seed)
-        return fit_steps(digit_base(classes=len(classes)), x, y, steps=steps, seed=seed)
-
-    tag = "".join(str(c) for c in classes)
-    return load_or_train(path or model_cache_dir() / f"digit_base_{tag}_{steps}_{seed}.keras", train)
-
-
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights are neither cached nor downloadable (offline)."""
-
-
-_WEIGHTS_HOST = ("storage.googleapis.com", 443)
-_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
-
-
-def _imagenet_weights(filename: str) -> Path:
-    """Keras's cached copy of ``filename``, downloaded first if the host answers."""
-    from cnnlab.data import download_timeout, host_reachable, keras_cache_file, offline_forced  # noqa: PLC0415
-
-    cached = keras_cache_file("models", filename)
-    if cached.is_file():
-        return cached
-    if offline_forced() or not host_reachable(_WEIGHTS_HOST):
-        raise WeightsUnavailable(
-            f"{filename} is not in Keras's cache and {_WEIGHTS_HOST[0]} cannot be reached"
-        )
-    try:
-        with download_timeout():
-            return Path(keras.utils.get_file(filename, _WEIGHTS_URL + filename, cache_subdir="models"))
-    except Exception as error:  # get_file re-raises every download failure as a bare Exception
-        raise WeightsUnavailable(f"{filename} could not be downloaded: {error}") from error
-
-
 def mobilenet_v2_features(
     images: np.ndarray, *, size: int = 96, weights: str | None = "imagenet"
 ) -> np.ndarray:
@@ -439,7 +331,7 @@ def mobilenet_v2_features(
         raise ValueError(f"images must be (n, h, w, 1) or (n, h, w, 3), got shape {images.shape}")
     if weights == "imagenet":
         weights = str(
-            _imagenet_weights(f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5")
+            imagenet_weights(f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5")
         )
     net = keras.applications.MobileNetV2(
         input_shape=(size, size, 3), include_top=False, pooling="avg", weights=weights

@@ -172,7 +172,7 @@ def learning_curves(curves: dict[str, tuple[Sequence[int], dict[str, np.ndarray]
     fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3.2), squeeze=False, sharey=True)
     seeds = 1
     for ax, (task, (sizes, results)) in zip(axes[0], curves.items(), strict=True):
-        for offset, (method, values) in zip((0.94, 1.0, 1.06), results.items()):
+        for offset, (method, values) in zip((0.94, 1.0, 1.06), results.items(), strict=False):
             runs = np.atleast_2d(values)
             seeds = len(runs)
             shifted = np.asarray(sizes) * offset  # side by side, so that the error bars do not hide each other

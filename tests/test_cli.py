@@ -54,7 +54,7 @@ def test_missing_compiler_is_one_clear_line(monkeypatch):
 
 
 def test_pretrain_loads_or_trains_both_shared_networks(monkeypatch, capsys):
-    from cnnlab import models, transfer  # noqa: PLC0415
+    from cnnlab import models  # noqa: PLC0415
 
     calls = []
 
@@ -66,7 +66,7 @@ def test_pretrain_loads_or_trains_both_shared_networks(monkeypatch, capsys):
         return load
 
     monkeypatch.setattr(models, "load_or_train_mnist_convnet", fake("convnet", models.mnist_convnet()))
-    monkeypatch.setattr(transfer, "pretrained_digit_base", fake("base", transfer.digit_base()))
+    monkeypatch.setattr(models, "pretrained_digit_base", fake("base", models.digit_base()))
     assert cli.main(["pretrain"]) == 0
     assert calls == [("convnet", True), ("base", True)]
     out = capsys.readouterr().out.splitlines()

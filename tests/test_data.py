@@ -157,3 +157,23 @@ def test_every_listed_image_ships_with_the_packages(name):
 def test_unknown_image_lists_the_names():
     with pytest.raises(ValueError, match="name must be one of .*camera"):
         data.sample_image("eagle")
+
+
+def test_select_classes_keeps_and_relabels_in_the_given_order():
+    x = np.arange(10)[:, None]
+    y = np.array([0, 5, 6, 9, 5, 1, 7, 8, 9, 2])
+    xs, ys = data.select_classes(x, y, [5, 6, 7, 8, 9])
+    assert xs.ravel().tolist() == [1, 2, 3, 4, 6, 7, 8]
+    assert ys.tolist() == [0, 1, 4, 0, 2, 3, 4]
+    with pytest.raises(ValueError, match="classes must be a non-empty list of distinct labels"):
+        data.select_classes(x, y, [5, 5])
+
+
+def test_shifted_copies_move_each_image_within_the_limit():
+    x = np.zeros((5, 28, 28, 1), "float32")
+    x[:, 14, 14] = 1.0
+    out = data.shifted_copies(x, 2, max_shift=3, seed=0)
+    assert out.shape == (15, 28, 28, 1) and np.array_equal(out[:5], x)
+    rows, cols = np.nonzero(out[5:, :, :, 0])[1:]
+    assert len(rows) == 10 and np.all(np.abs(rows - 14) <= 3) and np.all(np.abs(cols - 14) <= 3)
+    assert len({(r, c) for r, c in zip(rows, cols, strict=True)}) > 1

@@ -1,9 +1,9 @@
-"""cnnlab.transfer: cutting, freezing, few-label sampling, fixed-step training, the cached base."""
+"""cnnlab.transfer: cutting, freezing, few-label sampling, fixed-step training, the experiments, MobileNetV2 features."""
 
 import numpy as np
 import pytest
 
-from cnnlab import transfer
+from cnnlab import data, models, transfer
 from cnnlab.data import Split
 from cnnlab.env import import_tensorflow
 
@@ -14,7 +14,7 @@ import keras  # noqa: E402
 @pytest.fixture(scope="module")
 def base():
     keras.utils.set_random_seed(3)
-    model = transfer.digit_base()
+    model = models.digit_base()
     x = np.random.default_rng(0).random((64, 28, 28, 1)).astype("float32")
     return transfer.fit_steps(model, x, np.arange(64) % 5, steps=3)
 
@@ -22,25 +22,6 @@ def base():
 def digits(n=40, classes=5, seed=0):
     rng = np.random.default_rng(seed)
     return rng.random((n, 28, 28, 1)).astype("float32"), np.arange(n) % classes
-
-
-def test_digit_base_blocks_and_shapes():
-    model = transfer.digit_base(classes=5)
-    names = [layer.name for layer in model.layers]
-    assert all(end in names for end in transfer.BLOCK_ENDS)
-    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
-    assert shapes["pool1"] == (13, 13, 32) and shapes["pool2"] == (5, 5, 64) and shapes["dense"] == (128,)
-    assert model.output_shape == (None, 5)
-
-
-def test_select_classes_keeps_and_relabels_in_the_given_order():
-    x = np.arange(10)[:, None]
-    y = np.array([0, 5, 6, 9, 5, 1, 7, 8, 9, 2])
-    xs, ys = transfer.select_classes(x, y, [5, 6, 7, 8, 9])
-    assert xs.ravel().tolist() == [1, 2, 3, 4, 6, 7, 8]
-    assert ys.tolist() == [0, 1, 4, 0, 2, 3, 4]
-    with pytest.raises(ValueError, match="classes must be a non-empty list of distinct labels"):
-        transfer.select_classes(x, y, [5, 5])
 
 
 def test_few_labels_balances_the_classes_and_is_seeded():
@@ -65,10 +46,10 @@ def test_few_labels_rejects_impossible_requests(n, message):
 def test_fit_steps_runs_exactly_that_many_steps_on_any_amount_of_data():
     for n in (7, 100):
         x, y = digits(n)
-        model = transfer.fit_steps(transfer.digit_base(), x, y, steps=5, batch_size=32)
+        model = transfer.fit_steps(models.digit_base(), x, y, steps=5, batch_size=32)
         assert int(model.optimizer.iterations.numpy()) == 5
     with pytest.raises(ValueError, match="steps must be >= 1"):
-        transfer.fit_steps(transfer.digit_base(), x, y, steps=0)
+        transfer.fit_steps(models.digit_base(), x, y, steps=0)
 
 
 def test_transfer_model_copies_kept_layers_and_reinitialises_the_rest(base):
@@ -126,15 +107,6 @@ def test_fine_tuning_leaves_batch_norm_statistics_alone(base):
     assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-2)
 
 
-def test_pretrained_digit_base_is_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("CNNLAB_OFFLINE", "1")
-    path = tmp_path / "base.keras"
-    first = transfer.pretrained_digit_base(classes=(0, 1), steps=3, path=path, quiet=True)
-    assert path.is_file() and first.output_shape == (None, 2)
-    second = transfer.pretrained_digit_base(classes=(0, 1), steps=3, path=path, quiet=True)
-    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights(), strict=True))
-
-
 def test_accuracy_counts_argmax_hits(base):
     x, _ = digits(10)
     predicted = base.predict(x, verbose=0).argmax(axis=1)
@@ -145,9 +117,9 @@ def test_accuracy_counts_argmax_hits(base):
 def test_mobilenet_features_offline_raise_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_OFFLINE", "1")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(transfer, "_WEIGHTS_HOST", ("192.0.2.1", 443))
+    monkeypatch.setattr(data, "_WEIGHTS_HOST", ("192.0.2.1", 443))
     with pytest.raises(
-        transfer.WeightsUnavailable, match="not in Keras's cache and 192.0.2.1 cannot be reached"
+        data.WeightsUnavailable, match="not in Keras's cache and 192.0.2.1 cannot be reached"
     ):
         transfer.mobilenet_v2_features(np.zeros((2, 28, 28, 1), "float32"))
 
@@ -183,16 +155,6 @@ def test_a_head_trained_on_features_carries_over_into_the_transfer_model(base):
     assert transfer.trainable_count(model) == transfer.trainable_count(head)
     with pytest.raises(ValueError, match="head must end in 4 classes, but it outputs 3"):
         transfer.transfer_model(base, "pool2", 4, head=head)
-
-
-def test_shifted_copies_move_each_image_within_the_limit():
-    x = np.zeros((5, 28, 28, 1), "float32")
-    x[:, 14, 14] = 1.0
-    out = transfer.shifted_copies(x, 2, max_shift=3, seed=0)
-    assert out.shape == (15, 28, 28, 1) and np.array_equal(out[:5], x)
-    rows, cols = np.nonzero(out[5:, :, :, 0])[1:]
-    assert len(rows) == 10 and np.all(np.abs(rows - 14) <= 3) and np.all(np.abs(cols - 14) <= 3)
-    assert len({(r, c) for r, c in zip(rows, cols, strict=True)}) > 1
 
 
 def test_mobilenet_features_use_weights_from_keras_cache_without_the_network(tmp_path, monkeypatch):

@@ -1,0 +1,59 @@
+"""The stored lessons as a student opens them: structure, figures readable on a laptop, clean outputs, size."""
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+LESSONS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+MIN_DPI = 110
+MAX_BYTES = 2_000_000
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def text(cell):
+    return "".join(cell["source"])
+
+
+def test_all_six_lessons_are_here():
+    assert [path.name[:2] for path in LESSONS] == ["01", "02", "03", "04", "05", "06"]
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_lesson_opens_with_goals_and_ends_with_takeaways_and_questions(path):
+    markdown = [text(c) for c in cells(path) if c["cell_type"] == "markdown"]
+    assert markdown[0].startswith("# ") and "**You will learn**" in markdown[0]
+    ending = markdown[-1]
+    assert "## Takeaways" in ending and "**Check yourself**" in ending
+    questions = re.findall(r"^\d+\. ", ending.split("**Check yourself**")[1], re.M)
+    assert 3 <= len(questions) <= 4, f"{path.name}: {len(questions)} check-yourself questions"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_every_stored_figure_is_at_least_110_dpi(path):
+    figures = 0
+    for cell in cells(path):
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                figures += 1
+                dpi = Image.open(io.BytesIO(base64.b64decode(png))).info.get("dpi", (0, 0))
+                assert min(dpi) >= MIN_DPI - 0.5, f"{path.name}: a figure at {dpi} dpi"
+    assert figures > 0
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_outputs_hold_no_errors_warnings_or_stderr_and_the_file_is_small(path):
+    assert path.stat().st_size < MAX_BYTES
+    for cell in cells(path):
+        for output in cell.get("outputs", []):
+            assert output["output_type"] != "error", f"{path.name}: {output.get('ename')}"
+            assert output.get("name") != "stderr", f"{path.name}: {''.join(output.get('text', ''))[:200]}"
+            assert "Warning" not in "".join(output.get("text", "")), f"{path.name}: a warning in the output"
