@@ -21,6 +21,12 @@
 
 #include "lab_conv_launchers.h"
 
+// nvcc launches with triple chevrons; cuda_on_cpu.h defines its own CNNLAB_LAUNCH,
+// so that g++ can run these same kernels on the CPU (tests/ops/test_cuda_on_cpu.py).
+#ifndef CNNLAB_LAUNCH
+#define CNNLAB_LAUNCH(grid, block, shared_bytes, stream, ...) __VA_ARGS__<<<grid, block, shared_bytes, stream>>>
+#endif
+
 namespace cnnlab {
 namespace {
 
@@ -177,7 +183,7 @@ cudaError_t Launch(const Problem& problem, int64_t m, int64_t n, int64_t k, int6
   const dim3 grid(static_cast<unsigned>(CeilDiv(m, kTileM)), static_cast<unsigned>(CeilDiv(n, kTileN)),
                   static_cast<unsigned>(CeilDiv(k, k_per_split)));
   if (grid.y > 65535 || grid.z > 65535) return cudaErrorInvalidConfiguration;
-  TiledImplicitGemm<T, Problem><<<grid, kThreads, 0, stream>>>(problem, m, n, k, k_per_split, accumulate);
+  CNNLAB_LAUNCH(grid, kThreads, 0, stream, TiledImplicitGemm<T, Problem>)(problem, m, n, k, k_per_split, accumulate);
   return cudaGetLastError();
 }
 

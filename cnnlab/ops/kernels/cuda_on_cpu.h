@@ -1,0 +1,291 @@
+// A CPU execution layer for CUDA kernel source, in the spirit of ROCm's HIP-CPU:
+// the unchanged lab_conv_kernels.cu compiles with g++ and runs on the CPU, so CI
+// without a GPU executes the real kernels and checks them.
+//
+// The model, and why it catches what a GPU would:
+// - A launch runs every block of the grid. Blocks are taken from a shared counter by
+//   a pool of worker threads, so blocks run concurrently: a race *between* blocks
+//   (the filter gradient's K-split partial sums) happens here too, and a
+//   ThreadSanitizer build reports it.
+// - A block's threads run as fibers (ucontext) on one worker, one after another, each
+//   until it reaches __syncthreads() or returns. __syncthreads() is a real barrier:
+//   no fiber passes it until every thread of the block has arrived. A kernel that
+//   leaves one out reads tiles that its siblings have not written yet (or have
+//   already overwritten), and computes wrong results.
+// - __shared__ variables are `static thread_local`: one copy per worker, which is one
+//   copy per running block, shared by that block's fibers, as on a GPU.
+// - atomicAdd is a real atomic read-modify-write (compare-and-swap on the CPU).
+// - threadIdx / blockIdx / blockDim / gridDim are thread-local and set by the
+//   scheduler before each fiber runs.
+// - Launches are synchronous: they return when the grid is done. Streams are accepted
+//   and ignored, which is stricter than CUDA's in-order streams.
+//
+// Used through the shim headers in cuda_on_cpu/ (cuda_runtime.h, cuda_runtime_api.h),
+// which replace CUDA's on the include path. The kernels launch with
+// CNNLAB_LAUNCH(grid, block, shared_bytes, stream, kernel)(args...), which nvcc
+// builds as kernel<<<grid, block, shared_bytes, stream>>>(args...) (the kernel comes
+// last so that a template's commas need no parentheses).
+#ifndef CNNLAB_CUDA_ON_CPU_H_
+#define CNNLAB_CUDA_ON_CPU_H_
+
+#include <ucontext.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <latch>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#if defined(__SANITIZE_THREAD__)
+#define CNNLAB_TSAN 1
+extern "C" {
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void* fiber);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+}
+#else
+#define CNNLAB_TSAN 0
+#endif
+
+// ---- CUDA's keywords and types -------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static thread_local
+
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+using cudaStream_t = void*;
+
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorLaunchFailure = 4,
+  cudaErrorInvalidConfiguration = 9,
+};
+
+inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+template <typename T>
+inline T min(T a, T b) {
+  return b < a ? b : a;
+}
+template <typename T>
+inline T max(T a, T b) {
+  return a < b ? b : a;
+}
+
+// A real atomic add, for any arithmetic type (float and double included).
+template <typename T>
+inline T atomicAdd(T* address, T value) {
+  std::atomic_ref<T> target(*address);
+  T seen = target.load(std::memory_order_relaxed);
+  while (!target.compare_exchange_weak(seen, seen + value, std::memory_order_relaxed)) {
+  }
+  return seen;
+}
+
+namespace cuda_on_cpu {
+
+inline thread_local cudaError_t last_error = cudaSuccess;
+
+// The fibers of one block, and the barrier they meet at.
+class Block {
+ public:
+  Block(unsigned threads, std::size_t stack_bytes) : fibers_(threads), stacks_(threads) {
+    for (auto& stack : stacks_) stack.reset(new char[stack_bytes]);
+    stack_bytes_ = stack_bytes;
+  }
+
+  // Runs body() once per thread of the block; false if the threads deadlocked
+  // (some returned while others wait at __syncthreads(), which CUDA leaves undefined).
+  template <typename Body>
+  bool run(const dim3& block_dim, Body& body) {
+    const unsigned n = static_cast<unsigned>(fibers_.size());
+    body_ = &body;
+    invoke_ = [](void* b) { (*static_cast<Body*>(b))(); };
+    for (unsigned t = 0; t < n; ++t) {
+      Fiber& f = fibers_[t];
+      f.state = kRunnable;
+      f.index = dim3(t % block_dim.x, (t / block_dim.x) % block_dim.y, t / (block_dim.x * block_dim.y));
+      getcontext(&f.context);
+      f.context.uc_stack.ss_sp = stacks_[t].get();
+      f.context.uc_stack.ss_size = stack_bytes_;
+      f.context.uc_link = nullptr;  // trampoline() never returns
+      makecontext(&f.context, reinterpret_cast<void (*)()>(&Block::trampoline), 0);
+#if CNNLAB_TSAN
+      f.tsan_fiber = __tsan_create_fiber(0);
+#endif
+    }
+#if CNNLAB_TSAN
+    tsan_scheduler_ = __tsan_get_current_fiber();
+#endif
+    current_block() = this;
+    unsigned done = 0;
+    bool ok = true;
+    while (done < n) {
+      unsigned waiting = 0;
+      for (unsigned t = 0; t < n; ++t) {
+        Fiber& f = fibers_[t];
+        if (f.state != kRunnable) continue;
+        running_ = t;
+        threadIdx = f.index;
+#if CNNLAB_TSAN
+        __tsan_switch_to_fiber(f.tsan_fiber, 0);
+#endif
+        swapcontext(&scheduler_, &f.context);
+        if (f.state == kDone) ++done;
+      }
+      for (auto& f : fibers_) waiting += f.state == kAtBarrier;
+      if (waiting == 0) continue;
+      if (waiting + done < n) continue;  // some threads have not reached the barrier yet
+      if (done > 0) {                    // a barrier that can never open
+        ok = false;
+        break;
+      }
+      for (auto& f : fibers_) f.state = kRunnable;  // everyone arrived: open the barrier
+    }
+#if CNNLAB_TSAN
+    for (auto& f : fibers_) __tsan_destroy_fiber(f.tsan_fiber);
+#endif
+    current_block() = nullptr;
+    return ok;
+  }
+
+  // __syncthreads(): park this fiber until the whole block has arrived.
+  void barrier() {
+    Fiber& f = fibers_[running_];
+    f.state = kAtBarrier;
+#if CNNLAB_TSAN
+    __tsan_switch_to_fiber(tsan_scheduler_, 0);
+#endif
+    swapcontext(&f.context, &scheduler_);
+  }
+
+  static Block*& current_block() {
+    static thread_local Block* block = nullptr;
+    return block;
+  }
+
+ private:
+  enum State { kRunnable, kAtBarrier, kDone };
+  struct Fiber {
+    ucontext_t context;
+    State state = kRunnable;
+    dim3 index;
+    void* tsan_fiber = nullptr;
+  };
+
+  // A fiber's first frame. It never returns: it jumps back to the scheduler, so that
+  // no function epilogue runs after ThreadSanitizer has switched to the scheduler's
+  // fiber (an epilogue would pop the scheduler's shadow stack instead of its own).
+  static void trampoline() {
+    Block* self = current_block();
+    self->invoke_(self->body_);
+    self->fibers_[self->running_].state = kDone;
+#if CNNLAB_TSAN
+    __tsan_switch_to_fiber(self->tsan_scheduler_, 0);
+#endif
+    setcontext(&self->scheduler_);
+  }
+
+  std::vector<Fiber> fibers_;
+  std::vector<std::unique_ptr<char[]>> stacks_;
+  std::size_t stack_bytes_ = 0;
+  ucontext_t scheduler_{};
+  unsigned running_ = 0;
+  void* body_ = nullptr;
+  void (*invoke_)(void*) = nullptr;
+  void* tsan_scheduler_ = nullptr;
+};
+
+// Worker threads for a launch: CNNLAB_CPU_WORKERS, else the hardware's threads, at least 2.
+inline unsigned worker_count() {
+  if (const char* env = std::getenv("CNNLAB_CPU_WORKERS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return static_cast<unsigned>(n);
+  }
+  return std::max(2u, std::thread::hardware_concurrency());
+}
+
+template <typename... Params, typename... Args>
+cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, Args... args) {
+  const uint64_t threads = uint64_t{block.x} * block.y * block.z;
+  const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
+  if (threads == 0 || threads > 1024 || blocks == 0) return last_error = cudaErrorInvalidConfiguration;
+  // Relaxed on purpose: taking a block must not order one block's memory accesses
+  // before another's, or ThreadSanitizer could not see races between blocks.
+  std::atomic<uint64_t> next{0};
+  std::atomic<bool> failed{false};
+  const unsigned n = static_cast<unsigned>(std::min<uint64_t>(worker_count(), blocks));
+  std::latch started(n);  // no worker takes a block before all have started: they share the grid
+  auto work = [&] {
+    Block fibers(static_cast<unsigned>(threads), std::size_t{1} << 18);
+    started.arrive_and_wait();
+    gridDim = grid;
+    blockDim = block;
+    auto body = [&] { kernel(args...); };
+    for (uint64_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < blocks;) {
+      blockIdx = dim3(static_cast<unsigned>(b % grid.x), static_cast<unsigned>((b / grid.x) % grid.y),
+                      static_cast<unsigned>(b / (uint64_t{grid.x} * grid.y)));
+      if (!fibers.run(block, body)) failed.store(true, std::memory_order_relaxed);
+    }
+  };
+  std::vector<std::thread> workers;
+  for (unsigned i = 1; i < n; ++i) workers.emplace_back(work);
+  work();
+  for (auto& w : workers) w.join();
+  return last_error = failed ? cudaErrorLaunchFailure : cudaSuccess;
+}
+
+// CNNLAB_LAUNCH(grid, block, smem, stream, kernel)(args...): launch, remembering the error.
+template <typename Kernel>
+auto launcher(Kernel kernel, dim3 grid, dim3 block) {
+  return [=](auto... args) { launch(kernel, grid, block, args...); };
+}
+
+}  // namespace cuda_on_cpu
+
+inline void __syncthreads() { cuda_on_cpu::Block::current_block()->barrier(); }
+
+#define CNNLAB_LAUNCH(grid, block, shared_bytes, stream, ...) \
+  ::cuda_on_cpu::launcher(__VA_ARGS__, dim3(grid), dim3(block))
+
+// ---- the runtime calls the launchers make ---------------------------------------
+inline cudaError_t cudaMemsetAsync(void* pointer, int value, std::size_t bytes, cudaStream_t = nullptr) {
+  std::memset(pointer, value, bytes);
+  return cudaSuccess;
+}
+
+inline cudaError_t cudaGetLastError() {
+  const cudaError_t error = cuda_on_cpu::last_error;
+  cuda_on_cpu::last_error = cudaSuccess;
+  return error;
+}
+
+inline const char* cudaGetErrorString(cudaError_t error) {
+  switch (error) {
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
+    case cudaErrorLaunchFailure:
+      return "unspecified launch failure (threads of a block deadlocked at __syncthreads)";
+    case cudaErrorInvalidConfiguration:
+      return "invalid configuration argument";
+  }
+  return "unknown error";
+}
+
+#endif  // CNNLAB_CUDA_ON_CPU_H_
