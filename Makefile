@@ -1,12 +1,14 @@
 # Thin targets: the logic lives in the cnnlab package.
 #   make lab    set up .venv, build the custom op, start JupyterLab on notebooks/
-#   make test   the same set-up, then everything CI runs
+#   make test   the same set-up plus NVIDIA's nvcc wheels, then everything CI runs
+#   make cuda   only NVIDIA's nvcc wheels (requirements-cuda.txt), for the GPU build of the op
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Re-install when the pins or the package metadata change.
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+CUDA_STAMP := $(VENV)/.cuda-$(shell cat requirements-cuda.txt | cksum | cut -d' ' -f1)
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 LESSONS := $(wildcard notebooks/*.ipynb)
@@ -14,13 +16,13 @@ SOLUTIONS := $(wildcard solutions/*.ipynb)
 # nbval runs the lessons and the assignment sources; exercises/ are checked by `assign --check`.
 NOTEBOOK_DIRS := $(if $(LESSONS),notebooks) $(if $(SOLUTIONS),solutions)
 
-.PHONY: lab test setup ops bench exercises grade sandbox
+.PHONY: lab test setup ops cuda bench exercises grade sandbox
 
 lab: setup
 	@mkdir -p notebooks
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-test: setup sandbox
+test: cuda setup sandbox
 	@echo "== lint"
 	$(BIN)/ruff check cnnlab tests benchmarks
 ifneq ($(SOLUTIONS),)
@@ -41,6 +43,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# NVIDIA's pinned nvcc wheels: the GPU build of the op with no system CUDA (Linux only).
+cuda: $(CUDA_STAMP)
+
+$(CUDA_STAMP): requirements-cuda.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-cuda.txt
+	@rm -f $(VENV)/.cuda-*
 	@touch $@
 
 ops: $(STAMP)

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cnnlab.ops.build import _find_nvcc
+
 __all__ = ["Finding", "run_checks", "main"]
 
 
@@ -72,8 +74,9 @@ def _tensorflow() -> list[Finding]:
     return findings
 
 
-def _compiler(name: str, required: bool, why: str, install: str) -> Finding:
-    path = shutil.which(name)
+def _compiler(name: str, required: bool, why: str, install: str, find: Callable[[], str | None] | None = None) -> Finding:
+    """``find`` locates the compiler (default: ``name`` on PATH)."""
+    path = find() if find else shutil.which(name)
     if path is None:
         return Finding(name, f"not found ({why})", not required, install)
     from cnnlab.ops.build import BuildError, compiler_version  # noqa: PLC0415
@@ -129,7 +132,13 @@ CHECKS: list[Callable[[], Finding | list[Finding]]] = [
     lambda: _compiler(
         "g++", True, "builds the custom op", "apt-get install g++ (or your system's C++ compiler)"
     ),
-    lambda: _compiler("nvcc", False, "optional: builds the op's GPU kernels", "install the CUDA toolkit"),
+    lambda: _compiler(
+        "nvcc",
+        False,
+        "optional: builds the op's GPU kernels",
+        "`make cuda` installs NVIDIA's pinned nvcc wheels (Linux), or install the CUDA toolkit",
+        find=_find_nvcc,
+    ),
     _mnist,
     _custom_op,
     _grading_sandbox,

@@ -78,7 +78,7 @@ class BuildPlan:
     tf_compile_flags: tuple[str, ...]
     tf_link_flags: tuple[str, ...]
     tf_include: str
-    cuda_home: str | None
+    cudart_dir: str | None
     arch_flags: tuple[str, ...] = ("-march=native",)
     key: str = field(default="")
 
@@ -120,17 +120,35 @@ def _find_cxx() -> str:
     return cxx
 
 
+def _wheel_nvcc() -> str | None:
+    """nvcc from NVIDIA's wheels (``requirements-cuda.txt``): ``site-packages/nvidia/cu13/bin/nvcc``."""
+    try:
+        import nvidia  # noqa: PLC0415 -- a namespace package; present only with the wheels
+    except ImportError:
+        return None
+    for root in getattr(nvidia, "__path__", []):
+        for toolkit in sorted(Path(root).glob("cu*")):
+            if (toolkit / "bin" / "nvcc").is_file():
+                return str(toolkit / "bin" / "nvcc")
+    return None
+
+
 def _find_nvcc() -> str | None:
-    candidates = [os.environ.get("NVCC"), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"]
+    """$NVCC, else the pinned wheels' nvcc, else the one on PATH, else /usr/local/cuda's."""
+    candidates = [os.environ.get("NVCC"), _wheel_nvcc(), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"]
     return next((c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
 
 
-def _find_cuda_home(nvcc: str) -> str | None:
-    """The CUDA toolkit holding ``lib64/libcudart_static.a``: $CUDA_HOME, nvcc's, or /usr/local/cuda."""
-    candidates = [os.environ.get("CUDA_HOME"), str(Path(nvcc).resolve().parent.parent), "/usr/local/cuda"]
-    for home in filter(None, candidates):
-        if os.path.isfile(os.path.join(home, "lib64", "libcudart_static.a")):
-            return home
+def _find_cudart_dir(nvcc: str) -> str | None:
+    """The folder holding ``libcudart_static.a``, under $CUDA_HOME, nvcc's toolkit or /usr/local/cuda.
+
+    A system toolkit keeps it in ``lib64/``, NVIDIA's wheels in ``lib/``.
+    """
+    homes = [os.environ.get("CUDA_HOME"), str(Path(nvcc).resolve().parent.parent), "/usr/local/cuda"]
+    for home in filter(None, homes):
+        for libdir in ("lib64", "lib"):
+            if os.path.isfile(os.path.join(home, libdir, "libcudart_static.a")):
+                return os.path.join(home, libdir)
     return None
 
 
@@ -197,11 +215,11 @@ def plan(gpu: str = "auto") -> BuildPlan:
         raise BuildError(
             f"a GPU build was requested but {why}; install the CUDA toolkit and a CUDA TensorFlow"
         )
-    cuda_home = _find_cuda_home(nvcc) if use_gpu else None
-    if use_gpu and cuda_home is None:
+    cudart_dir = _find_cudart_dir(nvcc) if use_gpu else None
+    if use_gpu and cudart_dir is None:
         use_gpu, why = (
             False,
-            "the static CUDA runtime (lib64/libcudart_static.a) was not found; set $CUDA_HOME",
+            "the static CUDA runtime (libcudart_static.a) was not found; set $CUDA_HOME",
         )
         if gpu == "yes":
             raise BuildError(f"a GPU build was requested but {why}")
@@ -216,7 +234,7 @@ def plan(gpu: str = "auto") -> BuildPlan:
         tf_compile_flags=compile_flags,
         tf_link_flags=link_flags,
         tf_include=tf.sysconfig.get_include(),
-        cuda_home=cuda_home if use_gpu else None,
+        cudart_dir=cudart_dir if use_gpu else None,
         arch_flags=_arch_flags(cxx),
     )
     digest = hashlib.sha256()
@@ -271,7 +289,7 @@ def _commands(p: BuildPlan, workdir: Path, output: Path) -> list[tuple[str, list
         objects.append(obj)
     link_cuda: list[str] = []
     if p.gpu:
-        assert p.nvcc and p.cuda_home
+        assert p.nvcc and p.cudart_dir
         gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS]
         gencode.append(f"-gencode=arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}")
         for source in CUDA_SOURCES:
@@ -296,7 +314,7 @@ def _commands(p: BuildPlan, workdir: Path, output: Path) -> list[tuple[str, list
             )
             objects.append(obj)
         # Static CUDA runtime first, TensorFlow's libraries after: see the module docstring.
-        link_cuda = [f"-L{p.cuda_home}/lib64", "-l:libcudart_static.a", "-ldl", "-lpthread", "-lrt"]
+        link_cuda = [f"-L{p.cudart_dir}", "-l:libcudart_static.a", "-ldl", "-lpthread", "-lrt"]
     steps.append(("link", [p.cxx, "-shared", "-o", str(output), *objects, *link_cuda, *p.tf_link_flags]))
     return steps
 

@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 from cnnlab.conv import output_size, padding_amounts
-from cnnlab.ops.build import CUDA_ARCHS, KERNELS, BuildError, _find_nvcc, cache_dir
+from cnnlab.ops.build import CUDA_ARCHS, KERNELS, BuildError, _find_cudart_dir, _find_nvcc, cache_dir
 
 __all__ = ["CudaKernels", "Geometry", "build_standalone", "geometry"]
 
@@ -52,7 +52,13 @@ def build_standalone(out_dir: Path | None = None) -> Path:
     """Compile the .cu file alone into a shared library (static CUDA runtime); return its path."""
     nvcc = _find_nvcc()
     if nvcc is None:
-        raise BuildError("nvcc not found: the standalone CUDA kernels need the CUDA toolkit")
+        raise BuildError(
+            "nvcc not found: the standalone CUDA kernels need the CUDA toolkit "
+            "(`pip install -r requirements-cuda.txt` installs NVIDIA's pinned nvcc wheels)"
+        )
+    cudart_dir = _find_cudart_dir(nvcc)
+    if cudart_dir is None:
+        raise BuildError(f"libcudart_static.a not found beside {nvcc}; set $CUDA_HOME to the CUDA toolkit")
     source = KERNELS / "lab_conv_kernels.cu"
     digest = hashlib.sha256(source.read_bytes() + (KERNELS / "conv_geometry.h").read_bytes()).hexdigest()[:16]
     out_dir = Path(out_dir) if out_dir else cache_dir()
@@ -63,7 +69,7 @@ def build_standalone(out_dir: Path | None = None) -> Path:
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS]
     staged = target.with_suffix(f".{os.getpid()}.tmp")
     argv = [nvcc, "-shared", "-std=c++17", "-O3", "-Xcompiler", "-fPIC", *gencode, "-I", str(KERNELS),
-            str(source), "-o", str(staged)]  # fmt: skip
+            "-L", cudart_dir, str(source), "-o", str(staged)]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         errors = [line for line in (done.stdout + done.stderr).splitlines() if "error" in line.lower()]

@@ -7,11 +7,11 @@ memory from PyTorch or CuPy. Skipped where there is no GPU.
     python -m pytest tests/gpu -m gpu -v
 """
 
-import shutil
-
 import numpy as np
 import pytest
 from conv_reference import CASES, reference  # tests/ is on sys.path: see tests/conv_reference.py
+
+from cnnlab.ops.build import _find_nvcc
 
 pytestmark = pytest.mark.gpu
 
@@ -36,7 +36,7 @@ def _array_library():
 
 LIBRARY = _array_library()
 needs_gpu = pytest.mark.skipif(
-    LIBRARY is None or shutil.which("nvcc") is None, reason="needs an NVIDIA GPU, nvcc, and PyTorch or CuPy"
+    LIBRARY is None or _find_nvcc() is None, reason="needs an NVIDIA GPU, nvcc, and PyTorch or CuPy"
 )
 
 
@@ -110,7 +110,7 @@ def test_kernels_match_the_float64_reference(dtype, x_shape, w_shape, strides, p
         )
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+@pytest.mark.skipif(_find_nvcc() is None, reason="needs nvcc (make cuda)")
 def test_standalone_library_builds_and_binds_without_a_gpu(tmp_path):
     """Runs wherever nvcc is (CI included): the .cu compiles alone and exports the C API."""
     from cnnlab.ops.standalone import CudaKernels, build_standalone

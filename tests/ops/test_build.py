@@ -1,7 +1,6 @@
 """cnnlab.ops.build: cache key, clear failures, one build under concurrency, static CUDA runtime."""
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -81,7 +80,7 @@ def test_parallel_first_uses_build_once_and_both_load(tmp_path):
     assert not list(tmp_path.glob(".build-*")), "temporary build directories are cleaned up"
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed: no GPU build to check")
+@pytest.mark.skipif(build._find_nvcc() is None, reason="nvcc not installed (make cuda): no GPU build to check")
 def test_gpu_build_links_the_cuda_runtime_statically_and_runs_cpu_kernels_without_a_gpu():
     from cnnlab import ops
 
