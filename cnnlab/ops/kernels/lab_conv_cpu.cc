@@ -1,4 +1,10 @@
-// CPU kernels: im2col + GEMM, multi-threaded through TensorFlow's intra-op pool.
+// CPU kernels, multi-threaded through TensorFlow's intra-op pool.
+//
+// Where the channels fill whole SIMD vectors (out_c, or in_c for the input
+// gradient, a multiple of 16 floats or 8 doubles with AVX-512), the direct
+// kernels of lab_conv_direct.h run, one unit of work per (image, band of
+// output rows). Elsewhere, and for the input gradient of strided
+// convolutions, im2col + GEMM:
 //
 // For one image, im2col lays every receptive field out as a row:
 //   cols (P = out_h*out_w, K = filter_h*filter_w*in_c)
@@ -13,6 +19,7 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "lab_conv_direct.h"
 #include "lab_conv_op_kernels.h"
 #include "tensorflow/core/framework/op_kernel.h"
 
@@ -88,6 +95,22 @@ tensorflow::thread::ThreadPool* Workers(OpKernelContext* ctx) {
   return ctx->device()->tensorflow_cpu_worker_threads()->workers;
 }
 
+// Runs direct::ForwardRows over every (image, band) of geometry g, in parallel.
+template <typename T>
+void DirectForward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y) {
+  const int64_t band = direct::BandRows(g), bands = (g.out_h + band - 1) / band;
+  const int64_t image_in = g.in_h * g.in_w * g.in_c, image_out = g.out_h * g.out_w * g.out_c;
+  Workers(ctx)->ParallelFor(g.batch * bands, GemmCost(band * g.out_w, g.patch_size(), g.out_c),
+                            [&](int64_t begin, int64_t end) {
+                              direct::Scratch<T> scratch;
+                              for (int64_t unit = begin; unit < end; ++unit) {
+                                const int64_t n = unit / bands, oh = (unit % bands) * band;
+                                direct::ForwardRows(g, x + n * image_in, oh, std::min(g.out_h, oh + band), w,
+                                                    y + n * image_out, &scratch);
+                              }
+                            });
+}
+
 // Rows of the output per work unit: large enough for an efficient GEMM,
 // small enough that one image can still be split between threads.
 constexpr int64_t kRowsPerBlock = 256;
@@ -97,6 +120,10 @@ constexpr int64_t kRowsPerBlock = 256;
 template <typename T>
 struct ConvFunctor<CPUDevice, T> {
   static absl::Status Forward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y) {
+    if (direct::Applies<T>(g.out_c)) {
+      DirectForward(ctx, g, x, w, y);
+      return absl::OkStatus();
+    }
     const int64_t k = g.patch_size(), p = g.patches();
     const int64_t blocks_per_image = (p + kRowsPerBlock - 1) / kRowsPerBlock;
     ConstMatrixMap<T> filter(w, k, g.out_c);
@@ -117,6 +144,13 @@ struct ConvFunctor<CPUDevice, T> {
 
   static absl::Status BackpropInput(OpKernelContext* ctx, const ConvGeometry& g, const T* w, const T* dy,
                                     T* dx) {
+    if (g.stride_h == 1 && g.stride_w == 1 && direct::Applies<T>(g.in_c)) {
+      // dx is the forward convolution of dy with w flipped and transposed.
+      std::vector<T> flipped(static_cast<size_t>(g.patch_size() * g.out_c));
+      direct::FlipTranspose(g, w, flipped.data());
+      DirectForward(ctx, direct::TransposedGeometry(g), dy, flipped.data(), dx);
+      return absl::OkStatus();
+    }
     const int64_t k = g.patch_size(), p = g.patches();
     const int64_t image_size = g.in_h * g.in_w * g.in_c;
     ConstMatrixMap<T> filter(w, k, g.out_c);
@@ -142,19 +176,29 @@ struct ConvFunctor<CPUDevice, T> {
     auto* workers = Workers(ctx);
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(g.batch, workers->NumThreads()));
     std::vector<RowMatrix<T>> partial(chunks, RowMatrix<T>::Zero(k, g.out_c));
+    const bool use_direct = direct::Applies<T>(g.out_c);
+    const int64_t band = direct::BandRows(g);
     workers->ParallelFor(chunks, GemmCost(p * ((g.batch + chunks - 1) / chunks), k, g.out_c),
                          [&](int64_t begin, int64_t end) {
-                           std::vector<T> cols(static_cast<size_t>(std::min(kRowsPerBlock, p) * k));
+                           direct::Scratch<T> scratch;
+                           std::vector<T> cols(use_direct ? 0 : static_cast<size_t>(std::min(kRowsPerBlock, p) * k));
                            for (int64_t chunk = begin; chunk < end; ++chunk) {
-                             const int64_t first = chunk * g.batch / chunks;
-                             const int64_t last = (chunk + 1) * g.batch / chunks;
-                             for (int64_t n = first; n < last; ++n) {
+                             for (int64_t n = chunk * g.batch / chunks; n < (chunk + 1) * g.batch / chunks; ++n) {
+                               const T* image = x + n * image_size;
+                               const T* dy_image = dy + n * p * g.out_c;
+                               if (use_direct) {
+                                 for (int64_t oh = 0; oh < g.out_h; oh += band) {
+                                   direct::BackpropFilterRows(g, image, oh, std::min(g.out_h, oh + band), dy_image,
+                                                              partial[chunk].data(), &scratch);
+                                 }
+                                 continue;
+                               }
                                for (int64_t row = 0; row < p; row += kRowsPerBlock) {
                                  const int64_t rows = std::min(kRowsPerBlock, p - row);
-                                 Im2Col(g, x + n * image_size, row, row + rows, cols.data());
+                                 Im2Col(g, image, row, row + rows, cols.data());
                                  partial[chunk].noalias() +=
                                      ConstMatrixMap<T>(cols.data(), rows, k).transpose() *
-                                     ConstMatrixMap<T>(dy + (n * p + row) * g.out_c, rows, g.out_c);
+                                     ConstMatrixMap<T>(dy_image + row * g.out_c, rows, g.out_c);
                                }
                              }
                            }

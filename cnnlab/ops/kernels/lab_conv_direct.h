@@ -1,0 +1,246 @@
+// Direct convolution on the CPU: no im2col matrix, a register-tiled kernel
+// that reads the input where it lies.
+//
+// Every pass is one shape of sum:
+//   c[i, 0:N] (+)= sum_j  src[row_off[i] + col_off[j]] * b[j, 0:N]
+// with the src value broadcast into a SIMD register and b[j] a row of vectors.
+//   forward          i = output pixel, j = filter tap (fy, fx, c_in), b = w (K, out_c), c = y
+//   filter gradient  i = filter tap,   j = output pixel,             b = dy (P, out_c), c = dw
+//   input gradient   (stride 1) the forward pass over dy, zero-padded by filter - 1 - pad,
+//                    with w flipped and transposed: w'[fy', fx', o, c] = w[fh-1-fy', fw-1-fx', c, o]
+// `Tile` keeps an MR x NV block of vectors of c in registers while j runs, so
+// each loaded b vector feeds MR multiply-adds and nothing but the result is
+// stored. The input is read through a "band": the input rows that a run of
+// output rows needs, zero-padded on all sides, so that the kernel never tests
+// a border. Without padding the band is the image itself.
+//
+// Plain C++ (GCC/Clang vector extensions), no TensorFlow: lab_conv_cpu.cc
+// threads it. Fast path only where N (out_c, or in_c for the input gradient)
+// is a whole number of vectors; `Applies` says when.
+#ifndef CNNLAB_LAB_CONV_DIRECT_H_
+#define CNNLAB_LAB_CONV_DIRECT_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "conv_geometry.h"
+
+namespace cnnlab {
+namespace direct {
+
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+constexpr int kRegisters = 32;
+#else
+constexpr int kVectorBytes = 32;
+constexpr int kRegisters = 16;
+#endif
+
+template <typename T>
+struct Simd {
+  typedef T Vector __attribute__((vector_size(kVectorBytes), aligned(sizeof(T))));
+  static constexpr int kLanes = kVectorBytes / static_cast<int>(sizeof(T));
+};
+
+// Output pixels per band: enough rows of work per unit for a thread, few
+// enough that a band of the input stays in the L2 cache.
+constexpr int64_t kPixelsPerBand = 256;
+
+// c[i][0 : NV*lanes] (+)= sum_{j < J} src[row_off[i] + col_off[j]] * b[j * b_stride + 0 : NV*lanes]
+// for i < rows <= MR. Rows past `rows` repeat the last one and are not stored.
+template <typename T, int MR, int NV>
+inline void Tile(const T* src, const int64_t* row_off, int rows, const int64_t* col_off, int64_t J,
+                 const T* b, int64_t b_stride, T* c, int64_t c_stride, bool accumulate) {
+  using V = typename Simd<T>::Vector;
+  constexpr int L = Simd<T>::kLanes;
+  const T* a[MR];
+  for (int i = 0; i < MR; ++i) a[i] = src + row_off[std::min(i, rows - 1)];
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      if (accumulate && i < rows) {
+        std::memcpy(&acc[i][v], c + i * c_stride + v * L, sizeof(V));
+      } else {
+        acc[i][v] = V{};
+      }
+    }
+  }
+  for (int64_t j = 0; j < J; ++j) {
+    const int64_t offset = col_off[j];
+    const T* bj = b + j * b_stride;
+    V bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], bj + v * L, sizeof(V));
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const V s = V{} + a[i][offset];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] += s * bv[v];
+    }
+  }
+  for (int i = 0; i < rows; ++i) {
+    for (int v = 0; v < NV; ++v) std::memcpy(c + i * c_stride + v * L, &acc[i][v], sizeof(V));
+  }
+}
+
+// All rows [0, n_rows) of c, columns [0, n_cols): tiles of MR rows by up to
+// four vectors, with MR as large as the registers allow for that width.
+template <typename T>
+void Product(const T* src, const int64_t* row_off, int64_t n_rows, const int64_t* col_off, int64_t J, const T* b,
+             int64_t b_stride, T* c, int64_t c_stride, int64_t n_cols, bool accumulate) {
+  constexpr int L = Simd<T>::kLanes;
+  // Registers: MR * NV accumulators + NV for b + 1 broadcast.
+  constexpr int kRows4 = (kRegisters - 5) / 4, kRows2 = (kRegisters - 3) / 2, kRows1 = std::min(kRegisters - 2, 14);
+  for (int64_t col = 0; col < n_cols;) {
+    const int64_t vectors = (n_cols - col) / L;
+    const T* b_col = b + col;
+    T* c_col = c + col;
+    if (vectors >= 4 && kRegisters >= 32) {
+      for (int64_t r = 0; r < n_rows; r += kRows4) {
+        const int rows = static_cast<int>(std::min<int64_t>(kRows4, n_rows - r));
+        Tile<T, kRows4, 4>(src, row_off + r, rows, col_off, J, b_col, b_stride, c_col + r * c_stride, c_stride,
+                           accumulate);
+      }
+      col += 4 * L;
+    } else if (vectors >= 2) {
+      for (int64_t r = 0; r < n_rows; r += kRows2) {
+        const int rows = static_cast<int>(std::min<int64_t>(kRows2, n_rows - r));
+        Tile<T, kRows2, 2>(src, row_off + r, rows, col_off, J, b_col, b_stride, c_col + r * c_stride, c_stride,
+                           accumulate);
+      }
+      col += 2 * L;
+    } else {
+      for (int64_t r = 0; r < n_rows; r += kRows1) {
+        const int rows = static_cast<int>(std::min<int64_t>(kRows1, n_rows - r));
+        Tile<T, kRows1, 1>(src, row_off + r, rows, col_off, J, b_col, b_stride, c_col + r * c_stride, c_stride,
+                           accumulate);
+      }
+      col += L;
+    }
+  }
+}
+
+// Whether the direct kernels handle a product with `columns` outputs per row.
+template <typename T>
+bool Applies(int64_t columns) {
+  return columns > 0 && columns % Simd<T>::kLanes == 0;
+}
+
+// Output rows per band for geometry g.
+inline int64_t BandRows(const ConvGeometry& g) {
+  return std::max<int64_t>(1, std::min<int64_t>(g.out_h, kPixelsPerBand / std::max<int64_t>(1, g.out_w)));
+}
+
+// The input that output rows [oh0, oh1) of one image read, as a pointer, a
+// row pitch (elements between input rows) and the position of tap (0, 0) of
+// output pixel (oh0, 0). Copies into `scratch`, zero-padded, only if some tap
+// falls outside the image.
+template <typename T>
+struct Band {
+  const T* data;
+  int64_t pitch;
+
+  Band(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1, std::vector<T>* scratch) {
+    const int64_t ih0 = oh0 * g.stride_h - g.pad_top;
+    const int64_t ih1 = (oh1 - 1) * g.stride_h - g.pad_top + g.filter_h;  // exclusive
+    const int64_t iw0 = -g.pad_left;
+    const int64_t iw1 = (g.out_w - 1) * g.stride_w - g.pad_left + g.filter_w;
+    if (ih0 >= 0 && ih1 <= g.in_h && iw0 >= 0 && iw1 <= g.in_w) {
+      data = image + ih0 * g.in_w * g.in_c;
+      pitch = g.in_w * g.in_c;
+      return;
+    }
+    const int64_t width = iw1 - iw0, c = g.in_c;
+    pitch = width * c;
+    scratch->assign(static_cast<size_t>((ih1 - ih0) * pitch), T(0));
+    const int64_t first = std::max<int64_t>(0, iw0), last = std::min(g.in_w, iw1);  // image columns kept
+    for (int64_t ih = std::max<int64_t>(ih0, 0); ih < std::min(ih1, g.in_h); ++ih) {
+      if (last > first) {
+        std::memcpy(scratch->data() + (ih - ih0) * pitch + (first - iw0) * c, image + (ih * g.in_w + first) * c,
+                    sizeof(T) * static_cast<size_t>((last - first) * c));
+      }
+    }
+    data = scratch->data();
+  }
+
+  // Offsets of every filter tap (fy, fx, c) from a pixel's tap (0, 0): (K,).
+  static void TapOffsets(const ConvGeometry& g, int64_t pitch, std::vector<int64_t>* out) {
+    out->resize(static_cast<size_t>(g.patch_size()));
+    int64_t k = 0;
+    for (int64_t fy = 0; fy < g.filter_h; ++fy)
+      for (int64_t fx = 0; fx < g.filter_w; ++fx)
+        for (int64_t c = 0; c < g.in_c; ++c) (*out)[k++] = fy * pitch + fx * g.in_c + c;
+  }
+
+  // Offsets of tap (0, 0) of output pixels (oh0.., all columns) within the band: (rows * out_w,).
+  static void PixelOffsets(const ConvGeometry& g, int64_t pitch, int64_t rows, std::vector<int64_t>* out) {
+    out->resize(static_cast<size_t>(rows * g.out_w));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t ow = 0; ow < g.out_w; ++ow) (*out)[r * g.out_w + ow] = r * g.stride_h * pitch + ow * g.stride_w * g.in_c;
+  }
+};
+
+// Per-thread buffers, reused across the units a thread runs.
+template <typename T>
+struct Scratch {
+  std::vector<T> band;
+  std::vector<int64_t> taps, pixels;
+};
+
+// y rows [oh0, oh1) of one image: image (in_h, in_w, in_c), w (K, out_c), y_image (out_h, out_w, out_c).
+template <typename T>
+void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1, const T* w, T* y_image,
+                 Scratch<T>* s) {
+  const Band<T> band(g, image, oh0, oh1, &s->band);
+  Band<T>::TapOffsets(g, band.pitch, &s->taps);
+  Band<T>::PixelOffsets(g, band.pitch, oh1 - oh0, &s->pixels);
+  Product(band.data, s->pixels.data(), (oh1 - oh0) * g.out_w, s->taps.data(), g.patch_size(), w, g.out_c,
+          y_image + oh0 * g.out_w * g.out_c, g.out_c, g.out_c, /*accumulate=*/false);
+}
+
+// dw (K, out_c) += the contribution of output rows [oh0, oh1) of one image.
+template <typename T>
+void BackpropFilterRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1, const T* dy_image, T* dw,
+                        Scratch<T>* s) {
+  const Band<T> band(g, image, oh0, oh1, &s->band);
+  Band<T>::TapOffsets(g, band.pitch, &s->taps);
+  Band<T>::PixelOffsets(g, band.pitch, oh1 - oh0, &s->pixels);
+  Product(band.data, s->taps.data(), g.patch_size(), s->pixels.data(), (oh1 - oh0) * g.out_w,
+          dy_image + oh0 * g.out_w * g.out_c, g.out_c, dw, g.out_c, g.out_c, /*accumulate=*/true);
+}
+
+// The input gradient of a stride-1 convolution is a forward convolution of dy:
+// its geometry (dy as the input, dx as the output) ...
+inline ConvGeometry TransposedGeometry(const ConvGeometry& g) {
+  ConvGeometry t = g;
+  t.in_h = g.out_h;
+  t.in_w = g.out_w;
+  t.in_c = g.out_c;
+  t.out_c = g.in_c;
+  t.out_h = g.in_h;
+  t.out_w = g.in_w;
+  t.pad_top = g.filter_h - 1 - g.pad_top;
+  t.pad_left = g.filter_w - 1 - g.pad_left;
+  return t;
+}
+
+// ... and its filter: w (fh, fw, in_c, out_c) -> w' (fh, fw, out_c, in_c), flipped in both axes.
+template <typename T>
+void FlipTranspose(const ConvGeometry& g, const T* w, T* flipped) {
+  for (int64_t fy = 0; fy < g.filter_h; ++fy)
+    for (int64_t fx = 0; fx < g.filter_w; ++fx) {
+      const T* tap = w + ((g.filter_h - 1 - fy) * g.filter_w + (g.filter_w - 1 - fx)) * g.in_c * g.out_c;
+      T* out = flipped + (fy * g.filter_w + fx) * g.out_c * g.in_c;
+      for (int64_t c = 0; c < g.in_c; ++c)
+        for (int64_t o = 0; o < g.out_c; ++o) out[o * g.in_c + c] = tap[c * g.out_c + o];
+    }
+}
+
+}  // namespace direct
+}  // namespace cnnlab
+
+#endif  // CNNLAB_LAB_CONV_DIRECT_H_
