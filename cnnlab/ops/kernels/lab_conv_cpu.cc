@@ -16,6 +16,7 @@
 // (P, out_c) per image: no transposes are materialised.
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "Eigen/Core"
@@ -95,20 +96,39 @@ tensorflow::thread::ThreadPool* Workers(OpKernelContext* ctx) {
   return ctx->device()->tensorflow_cpu_worker_threads()->workers;
 }
 
-// Runs direct::ForwardRows over every (image, band) of geometry g, in parallel.
+// Which direct kernel computes y = conv(x, w) for geometry g, if any.
+enum class Direct { kNone, kVectorsOfOutputs, kFewOutputs };
+
 template <typename T>
-void DirectForward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y) {
+Direct DirectKernelFor(const ConvGeometry& g) {
+  if (direct::Applies<T>(g.out_c)) return Direct::kVectorsOfOutputs;
+  if (g.out_c < direct::Simd<T>::kLanes && direct::Applies<T>(g.in_c)) return Direct::kFewOutputs;
+  return Direct::kNone;
+}
+
+// Runs the direct forward kernel over every (image, band) of geometry g, in
+// parallel. w is (K, out_c), or for kFewOutputs (out_c, fh * fw, in_c).
+template <typename T>
+void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, const T* x, const T* w, T* y) {
   const int64_t band = direct::BandRows(g), bands = (g.out_h + band - 1) / band;
   const int64_t image_in = g.in_h * g.in_w * g.in_c, image_out = g.out_h * g.out_w * g.out_c;
-  Workers(ctx)->ParallelFor(g.batch * bands, GemmCost(band * g.out_w, g.patch_size(), g.out_c),
-                            [&](int64_t begin, int64_t end) {
-                              direct::Scratch<T> scratch;
-                              for (int64_t unit = begin; unit < end; ++unit) {
-                                const int64_t n = unit / bands, oh = (unit % bands) * band;
-                                direct::ForwardRows(g, x + n * image_in, oh, std::min(g.out_h, oh + band), w,
-                                                    y + n * image_out, &scratch);
-                              }
-                            });
+  const int64_t units = g.batch * bands;
+  // One contiguous share of the units per pool thread (the calling thread runs
+  // one share itself): finer shards put three threads on two cores.
+  auto* workers = Workers(ctx);
+  const int64_t shares = std::max<int64_t>(1, std::min<int64_t>(units, workers->NumThreads()));
+  workers->ParallelFor(shares, std::numeric_limits<int32_t>::max(), [&](int64_t begin, int64_t end) {
+    direct::Scratch<T> scratch;
+    for (int64_t unit = begin * units / shares; unit < end * units / shares; ++unit) {
+      const int64_t n = unit / bands, oh = (unit % bands) * band;
+      const int64_t last = std::min(g.out_h, oh + band);
+      if (kind == Direct::kFewOutputs) {
+        direct::ForwardRowsFewOutputs(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch);
+      } else {
+        direct::ForwardRows(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch);
+      }
+    }
+  });
 }
 
 // Rows of the output per work unit: large enough for an efficient GEMM,
@@ -120,8 +140,16 @@ constexpr int64_t kRowsPerBlock = 256;
 template <typename T>
 struct ConvFunctor<CPUDevice, T> {
   static absl::Status Forward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y) {
-    if (direct::Applies<T>(g.out_c)) {
-      DirectForward(ctx, g, x, w, y);
+    const Direct kind = DirectKernelFor<T>(g);
+    if (kind == Direct::kVectorsOfOutputs) {
+      DirectForward(ctx, kind, g, x, w, y);
+      return absl::OkStatus();
+    }
+    if (kind == Direct::kFewOutputs) {  // w (K, out_c) -> (out_c, K)
+      std::vector<T> transposed(static_cast<size_t>(g.patch_size() * g.out_c));
+      for (int64_t k = 0; k < g.patch_size(); ++k)
+        for (int64_t o = 0; o < g.out_c; ++o) transposed[o * g.patch_size() + k] = w[k * g.out_c + o];
+      DirectForward(ctx, kind, g, x, transposed.data(), y);
       return absl::OkStatus();
     }
     const int64_t k = g.patch_size(), p = g.patches();
@@ -144,11 +172,13 @@ struct ConvFunctor<CPUDevice, T> {
 
   static absl::Status BackpropInput(OpKernelContext* ctx, const ConvGeometry& g, const T* w, const T* dy,
                                     T* dx) {
-    if (g.stride_h == 1 && g.stride_w == 1 && direct::Applies<T>(g.in_c)) {
+    const ConvGeometry transposed = direct::TransposedGeometry(g);
+    const Direct kind = DirectKernelFor<T>(transposed);
+    if (g.stride_h == 1 && g.stride_w == 1 && kind != Direct::kNone) {
       // dx is the forward convolution of dy with w flipped and transposed.
       std::vector<T> flipped(static_cast<size_t>(g.patch_size() * g.out_c));
-      direct::FlipTranspose(g, w, flipped.data());
-      DirectForward(ctx, direct::TransposedGeometry(g), dy, flipped.data(), dx);
+      direct::FlipTranspose(g, w, flipped.data(), kind == Direct::kFewOutputs);
+      DirectForward(ctx, kind, transposed, dy, flipped.data(), dx);
       return absl::OkStatus();
     }
     const int64_t k = g.patch_size(), p = g.patches();

@@ -12,11 +12,13 @@
 // each loaded b vector feeds MR multiply-adds and nothing but the result is
 // stored. The input is read through a "band": the input rows that a run of
 // output rows needs, zero-padded on all sides, so that the kernel never tests
-// a border. Without padding the band is the image itself.
+// a border. Without padding the band is the image itself. Where N is below
+// one vector but the channels summed over fill vectors (the input gradient of
+// a first layer, a convolution down to one channel), `ChannelDot` runs the
+// vectors along the channels instead.
 //
 // Plain C++ (GCC/Clang vector extensions), no TensorFlow: lab_conv_cpu.cc
-// threads it. Fast path only where N (out_c, or in_c for the input gradient)
-// is a whole number of vectors; `Applies` says when.
+// threads it and picks the kernel; `Applies` says when N is a whole number of vectors.
 #ifndef CNNLAB_LAB_CONV_DIRECT_H_
 #define CNNLAB_LAB_CONV_DIRECT_H_
 
@@ -46,7 +48,7 @@ struct Simd {
 
 // Output pixels per band: enough rows of work per unit for a thread, few
 // enough that a band of the input stays in the L2 cache.
-constexpr int64_t kPixelsPerBand = 256;
+constexpr int64_t kPixelsPerBand = 1024;
 
 // c[i][0 : NV*lanes] (+)= sum_{j < J} src[row_off[i] + col_off[j]] * b[j * b_stride + 0 : NV*lanes]
 // for i < rows <= MR. Rows past `rows` repeat the last one and are not stored.
@@ -124,6 +126,42 @@ void Product(const T* src, const int64_t* row_off, int64_t n_rows, const int64_t
   }
 }
 
+// For few outputs per row (c[i, 0:N], N less than a vector) with a reduction
+// over channels that fill whole vectors:
+//   c[i, n] = sum_t sum_ch src[row_off[i] + tap_off[t] + ch] * wt[(n * taps + t) * channels + ch]
+// Vectors run along the channels; each sum ends in one horizontal add.
+template <typename T>
+void ChannelDot(const T* src, const int64_t* row_off, int64_t n_rows, const int64_t* tap_off, int64_t taps,
+                int64_t channels, const T* wt, int64_t n_cols, T* c, int64_t c_stride) {
+  using V = typename Simd<T>::Vector;
+  constexpr int L = Simd<T>::kLanes, MR = 4;
+  for (int64_t r = 0; r < n_rows; r += MR) {
+    const int rows = static_cast<int>(std::min<int64_t>(MR, n_rows - r));
+    const T* a[MR];
+    for (int i = 0; i < MR; ++i) a[i] = src + row_off[r + std::min(i, rows - 1)];
+    for (int64_t n = 0; n < n_cols; ++n) {
+      V acc[MR] = {};
+      const T* wn = wt + n * taps * channels;
+      for (int64_t t = 0; t < taps; ++t) {
+        for (int64_t ch = 0; ch < channels; ch += L) {
+          V wv, xv;
+          std::memcpy(&wv, wn + t * channels + ch, sizeof(V));
+#pragma GCC unroll 4
+          for (int i = 0; i < MR; ++i) {
+            std::memcpy(&xv, a[i] + tap_off[t] + ch, sizeof(V));
+            acc[i] += xv * wv;
+          }
+        }
+      }
+      for (int i = 0; i < rows; ++i) {
+        T sum = 0;
+        for (int lane = 0; lane < L; ++lane) sum += acc[i][lane];
+        c[(r + i) * c_stride + n] = sum;
+      }
+    }
+  }
+}
+
 // Whether the direct kernels handle a product with `columns` outputs per row.
 template <typename T>
 bool Applies(int64_t columns) {
@@ -131,8 +169,11 @@ bool Applies(int64_t columns) {
 }
 
 // Output rows per band for geometry g.
+// The fewest bands of at most kPixelsPerBand pixels (one row at least), of equal height.
 inline int64_t BandRows(const ConvGeometry& g) {
-  return std::max<int64_t>(1, std::min<int64_t>(g.out_h, kPixelsPerBand / std::max<int64_t>(1, g.out_w)));
+  const int64_t most = std::max<int64_t>(1, std::min<int64_t>(g.out_h, kPixelsPerBand / std::max<int64_t>(1, g.out_w)));
+  const int64_t bands = (g.out_h + most - 1) / most;
+  return (g.out_h + bands - 1) / bands;
 }
 
 // The input that output rows [oh0, oh1) of one image read, as a pointer, a
@@ -176,6 +217,13 @@ struct Band {
         for (int64_t c = 0; c < g.in_c; ++c) (*out)[k++] = fy * pitch + fx * g.in_c + c;
   }
 
+  // Offsets of every filter tap (fy, fx) from a pixel's tap (0, 0), channel 0: (fh * fw,).
+  static void SpatialTapOffsets(const ConvGeometry& g, int64_t pitch, std::vector<int64_t>* out) {
+    out->resize(static_cast<size_t>(g.filter_h * g.filter_w));
+    for (int64_t fy = 0; fy < g.filter_h; ++fy)
+      for (int64_t fx = 0; fx < g.filter_w; ++fx) (*out)[fy * g.filter_w + fx] = fy * pitch + fx * g.in_c;
+  }
+
   // Offsets of tap (0, 0) of output pixels (oh0.., all columns) within the band: (rows * out_w,).
   static void PixelOffsets(const ConvGeometry& g, int64_t pitch, int64_t rows, std::vector<int64_t>* out) {
     out->resize(static_cast<size_t>(rows * g.out_w));
@@ -200,6 +248,18 @@ void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1
   Band<T>::PixelOffsets(g, band.pitch, oh1 - oh0, &s->pixels);
   Product(band.data, s->pixels.data(), (oh1 - oh0) * g.out_w, s->taps.data(), g.patch_size(), w, g.out_c,
           y_image + oh0 * g.out_w * g.out_c, g.out_c, g.out_c, /*accumulate=*/false);
+}
+
+// As ForwardRows, for out_c below one vector and in_c a whole number of vectors;
+// wt is w transposed to (out_c, fh * fw, in_c).
+template <typename T>
+void ForwardRowsFewOutputs(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1, const T* wt, T* y_image,
+                           Scratch<T>* s) {
+  const Band<T> band(g, image, oh0, oh1, &s->band);
+  Band<T>::SpatialTapOffsets(g, band.pitch, &s->taps);
+  Band<T>::PixelOffsets(g, band.pitch, oh1 - oh0, &s->pixels);
+  ChannelDot(band.data, s->pixels.data(), (oh1 - oh0) * g.out_w, s->taps.data(), g.filter_h * g.filter_w, g.in_c,
+             wt, g.out_c, y_image + oh0 * g.out_w * g.out_c, g.out_c);
 }
 
 // dw (K, out_c) += the contribution of output rows [oh0, oh1) of one image.
@@ -228,15 +288,20 @@ inline ConvGeometry TransposedGeometry(const ConvGeometry& g) {
   return t;
 }
 
-// ... and its filter: w (fh, fw, in_c, out_c) -> w' (fh, fw, out_c, in_c), flipped in both axes.
+// ... and its filter: w (fh, fw, in_c, out_c) -> w' (fh, fw, out_c, in_c), flipped in both axes,
+// laid out for ForwardRows; or, with `for_few_outputs`, as (in_c, fh, fw, out_c) for ForwardRowsFewOutputs.
 template <typename T>
-void FlipTranspose(const ConvGeometry& g, const T* w, T* flipped) {
+void FlipTranspose(const ConvGeometry& g, const T* w, T* flipped, bool for_few_outputs = false) {
+  const int64_t taps = g.filter_h * g.filter_w;
   for (int64_t fy = 0; fy < g.filter_h; ++fy)
     for (int64_t fx = 0; fx < g.filter_w; ++fx) {
+      const int64_t t = fy * g.filter_w + fx;
       const T* tap = w + ((g.filter_h - 1 - fy) * g.filter_w + (g.filter_w - 1 - fx)) * g.in_c * g.out_c;
-      T* out = flipped + (fy * g.filter_w + fx) * g.out_c * g.in_c;
       for (int64_t c = 0; c < g.in_c; ++c)
-        for (int64_t o = 0; o < g.out_c; ++o) out[o * g.in_c + c] = tap[c * g.out_c + o];
+        for (int64_t o = 0; o < g.out_c; ++o) {
+          const int64_t at = for_few_outputs ? (c * taps + t) * g.out_c + o : (t * g.out_c + o) * g.in_c + c;
+          flipped[at] = tap[c * g.out_c + o];
+        }
     }
 }
 
