@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(ratios) - len(missed)} of {len(ratios)} passes meet their target"
           + (f"; missed: {', '.join(missed)}" if missed else ""))
     if not args.skip_epoch:
-        mnist_epoch(max(3, args.repeats // 2))
+        mnist_epoch(args.repeats)
     return 0
 
 
