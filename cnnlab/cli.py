@@ -5,6 +5,8 @@ cnnlab build-ops    build the custom convolution op ahead of time
 cnnlab pretrain     train (or find) the networks notebooks 05 and 06 start from
 cnnlab assign       generate student versions from the assignment sources
 cnnlab grade        grade submissions
+cnnlab marks        the marking sheet of written answers as CSV: export, import
+cnnlab export       the grade sheet as a Canvas or Moodle gradebook import
 cnnlab refresh      re-execute notebooks and store their outputs
 """
 
@@ -79,17 +81,28 @@ def _assign(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from cnnlab.grading.execute import Limits  # noqa: PLC0415
     from cnnlab.grading.grade import GradeRun, grade  # noqa: PLC0415
+    from cnnlab.grading.late import LatePolicy, parse_duration, parse_time  # noqa: PLC0415
     from cnnlab.grading.sandbox import SandboxUnavailable  # noqa: PLC0415
     from cnnlab.grading.source import SourceError  # noqa: PLC0415
 
+    try:
+        policy = None
+        if args.due is not None:
+            policy = LatePolicy(parse_time(args.due, "--due"), args.late_penalty, args.late_unit, args.late_cap,
+                                parse_duration(args.grace, "--grace"))  # fmt: skip
+        elif args.late_penalty_given:
+            raise ValueError("--late-penalty, --late-cap and --grace need --due")
+    except ValueError as error:
+        print(f"cnnlab grade: {error}", file=sys.stderr)
+        return 1
     limits = Limits(cell_seconds=args.timeout, notebook_seconds=args.notebook_timeout, memory_mb=args.memory_mb,
                     output_bytes=args.max_output, processes=args.max_processes, scratch_mb=args.scratch_mb)  # fmt: skip
     run = GradeRun(source=args.source, out=args.out, limits=limits, workers=args.workers, seed=args.seed,
-                   sandbox=args.sandbox, only_not_gradable=args.only_not_gradable)  # fmt: skip
+                   sandbox=args.sandbox, only_not_gradable=args.only_not_gradable, late_policy=policy)  # fmt: skip
     try:
         results = grade(args.submissions, run)
     except SandboxUnavailable as error:
-        print(f"cnnlab grade: refusing to grade without a sandbox: {error}", file=sys.stderr)
+        print(f"cnnlab grade: refusing to grade: {error}", file=sys.stderr)
         return 2
     except (SourceError, FileNotFoundError, ValueError) as error:
         print(f"cnnlab grade: {error}", file=sys.stderr)
@@ -102,6 +115,47 @@ def _grade(args: argparse.Namespace) -> int:
     if statuses.get("not-gradable"):
         print(f"{statuses['not-gradable']} could not be graded (see their notes); once fixed, run the same command "
               "with --only-not-gradable to grade just those")  # fmt: skip
+    return 0
+
+
+def _marks(args: argparse.Namespace) -> int:
+    from cnnlab.grading import marks  # noqa: PLC0415
+
+    try:
+        if args.action == "export":
+            text = marks.export_csv(args.out)
+            if args.file is None:
+                sys.stdout.write(text)
+            else:
+                args.file.write_text(text, encoding="utf-8")
+                print(f"wrote the marking sheet of {args.out} to {args.file}")
+            return 0
+        if args.file is None:
+            print("cnnlab marks import: give the filled-in sheet: cnnlab marks import GRADES SHEET.csv", file=sys.stderr)
+            return 1
+        count = marks.import_csv(args.out, args.file.read_text(encoding="utf-8-sig"))
+    except (FileNotFoundError, ValueError) as error:
+        print(f"cnnlab marks {args.action}: {error}", file=sys.stderr)
+        return 1
+    print(f"imported {count} mark(s) into {args.out}; grades.csv, grades.json and the feedback pages are updated")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from cnnlab.grading import export  # noqa: PLC0415
+
+    try:
+        done = export.export(args.out, args.roster.read_text(encoding="utf-8-sig"), args.format, args.match_column,
+                             export.parse_columns(args.column))  # fmt: skip
+    except (FileNotFoundError, ValueError) as error:
+        print(f"cnnlab export: {error}", file=sys.stderr)
+        return 1
+    args.to.write_text(done.text, encoding="utf-8")
+    print(f"wrote {done.rows} student(s) to {args.to} ({args.format} gradebook import, scores after late penalties)")
+    for title, names in (("graded but not on the roster (not exported)", done.unmatched),
+                         ("left empty", done.missing), ("written answers not marked yet", done.pending)):  # fmt: skip
+        if names:
+            print(f"{len(names)} {title}: {', '.join(names)}")
     return 0
 
 
@@ -181,7 +235,33 @@ def parser() -> argparse.ArgumentParser:
                             "recorded in the grade sheet)")  # fmt: skip
     grade.add_argument("--only-not-gradable", action="store_true",
                        help="grade again only the rows an earlier run into --out marked not-gradable")  # fmt: skip
+    late = grade.add_argument_group("deadline and late penalty (the time comes from nbgrader's timestamp.txt)")
+    late.add_argument("--due", help="due date and time, e.g. 2026-12-01T23:59+01:00 (no zone: UTC)")
+    late.add_argument("--late-penalty", type=float, default=None,
+                      help="percent of the earned points taken per started --late-unit after --due (default 10)")  # fmt: skip
+    late.add_argument("--late-unit", choices=["day", "hour"], default="day")
+    late.add_argument("--late-cap", type=float, default=None, help="largest total penalty in percent (default 100)")
+    late.add_argument("--grace", default=None, help="time after --due still on time, e.g. 15m, 2h (default 0)")
     grade.set_defaults(run=_grade)
+
+    marks = commands.add_parser("marks", help="the marking sheet of written answers as CSV: export it, import it")
+    marks.add_argument("action", choices=["export", "import"])
+    marks.add_argument("out", type=Path, help="the grade folder (--out of cnnlab grade)")
+    marks.add_argument("file", nargs="?", type=Path, help="export: where to write (default stdout); import: the sheet")
+    marks.set_defaults(run=_marks)
+
+    export = commands.add_parser("export", help="the grade sheet as a Canvas or Moodle gradebook import")
+    export.add_argument("out", type=Path, help="the grade folder (--out of cnnlab grade)")
+    export.add_argument("--roster", type=Path, required=True,
+                        help="Canvas: the gradebook export CSV; Moodle: a CSV with the --match-column")  # fmt: skip
+    export.add_argument("--format", choices=["canvas", "moodle"], default="canvas")
+    export.add_argument("--match-column", default=None,
+                        help="roster column holding the student names cnnlab grades by "
+                             "(default: canvas 'SIS Login ID', moodle 'Email address')")  # fmt: skip
+    export.add_argument("--column", action="append", default=[], metavar="ASSIGNMENT=HEADER",
+                        help="LMS column of an assignment, e.g. 03_mnist_cnn=\"Lab 3 (1234)\" (repeatable)")  # fmt: skip
+    export.add_argument("--to", type=Path, required=True, help="the CSV to write")
+    export.set_defaults(run=_export)
 
     refresh = commands.add_parser("refresh", help="re-execute notebooks and store their outputs")
     refresh.add_argument("notebooks", nargs="+", type=Path)
@@ -191,6 +271,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "grade":  # defaults that only mean something with --due
+        args.late_penalty_given = any(v is not None for v in (args.late_penalty, args.late_cap, args.grace))
+        args.late_penalty = 10.0 if args.late_penalty is None else args.late_penalty
+        args.late_cap = 100.0 if args.late_cap is None else args.late_cap
+        args.grace = "0" if args.grace is None else args.grace
     return args.run(args)
 
 

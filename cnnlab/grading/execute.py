@@ -34,6 +34,8 @@ from cnnlab.grading.record import MIME
 
 __all__ = ["Execution", "Limits", "Reply", "execute"]
 
+SANDBOX_EXIT_SECONDS = 30
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -92,6 +94,48 @@ def _tree(root: int, cap: int = 1 << 30) -> list[int]:
     return found
 
 
+def _sandbox_init(pids: list[int]) -> int | None:
+    """The host pid of the process that is pid 1 of a PID namespace of its own (bubblewrap's), if any."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                nspid = next((line.split()[1:] for line in status if line.startswith("NSpid:")), [])
+        except OSError:
+            continue
+        if len(nspid) == 2 and nspid[1] == "1":
+            return pid
+    return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for_sandbox_exit(init: int, seconds: float) -> bool:
+    """Kill the sandbox's PID namespace through its pid 1 and wait until all of it is gone.
+
+    The kernel ends pid 1 of a namespace only once every other process in it has been
+    reaped. Until then, a fork bomb's hundreds of dying processes still count against
+    its uid's ``RLIMIT_NPROC``, and the next kernel started in the same slot (same uid)
+    could not start its threads. Returns whether the namespace was gone in time.
+    """
+    deadline = time.monotonic() + seconds
+    while _alive(init):
+        try:
+            os.kill(init, signal.SIGKILL)
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _memory_mb(pids: list[int]) -> float:
     """Proportional set size of ``pids`` in MiB: pages shared between them (a fork) count once."""
     total = 0.0
@@ -116,11 +160,14 @@ class _Watchdog(threading.Thread):
         self.pid, self.limits, self.started = pid, limits, started
         self.reason: str | None = None
         self.peak = 0.0
+        self.sandbox_init: int | None = None  # pid 1 of the sandbox's PID namespace, once seen
         self._finished = threading.Event()
 
     def run(self) -> None:
         while not self._finished.wait(0.1):
             pids = _tree(self.pid, cap=self.limits.processes + 3)
+            if self.sandbox_init is None:
+                self.sandbox_init = _sandbox_init(pids[:3])  # bwrap, then its pid 1: near the root
             if len(pids) > self.limits.processes + 3:  # + the sandbox's own processes
                 self._kill("processes", pids)
                 return
@@ -248,6 +295,9 @@ def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, l
             execution.peak_memory_mb = client.watchdog.peak
             if client.watchdog.reason:
                 execution.status, execution.died_at_cell = client.watchdog.reason, client.current_cell
+            init = client.watchdog.sandbox_init
+            if init is not None and not _wait_for_sandbox_exit(init, SANDBOX_EXIT_SECONDS):
+                execution.detail += f" (the sandbox's processes were still exiting after {SANDBOX_EXIT_SECONDS} s)"
     if execution.status == "kernel-died" and not execution.replies and client.current_cell < 0:
         execution.status = "not-started"  # no cell ever ran: nothing the submission did
     if execution.status == "ok" and execution.timed_out_cells:

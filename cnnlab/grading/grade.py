@@ -54,6 +54,7 @@ here, but on a value computed in the kernel.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import queue
 import random
@@ -67,11 +68,12 @@ from pathlib import Path
 from cnnlab.grading import report
 from cnnlab.grading.execute import Execution, Limits, execute
 from cnnlab.grading.intake import Submission, find_submissions, read_submission
+from cnnlab.grading.late import LatePolicy, submission_time
 from cnnlab.grading.record import passes_own_bounds
 from cnnlab.grading.report import SubmissionResult
 from cnnlab.grading.restore import restore, segment
-from cnnlab.grading.sandbox import KERNEL_NAME, Sandbox, probe, write_kernelspec
-from cnnlab.grading.score import CellResult, Reference, collect_records, score, unrecorded
+from cnnlab.grading.sandbox import KERNEL_NAME, Sandbox, kernel_uids, probe, write_kernelspec
+from cnnlab.grading.score import CellResult, Reference, collect_records, partial_problems, score, unrecorded
 from cnnlab.grading.source import GradeItem, SourceError, grade_items, read_notebook, validate
 
 __all__ = ["Assignment", "GradeRun", "grade", "load_assignments"]
@@ -99,6 +101,7 @@ class GradeRun:
     sandbox: str = "bwrap"  # or "none"
     progress: bool = True
     only_not_gradable: bool = False  # re-grade the rows an earlier run in ``out`` could not grade
+    late_policy: LatePolicy | None = None  # deadline and penalty; None: no penalties
 
 
 class KernelFailure(RuntimeError):
@@ -127,24 +130,34 @@ def load_assignments(source: Path) -> dict[str, Assignment]:
 
 
 class _Kernels:
-    """Runs notebooks in fresh sandboxed kernels; each concurrent kernel has its own slot (and uid)."""
+    """Runs notebooks in fresh sandboxed kernels; each concurrent kernel has a slot: one of ``uids``."""
 
-    def __init__(self, sandbox: Sandbox, limits: Limits, seed: int, root: Path, slots: int):
+    def __init__(self, sandbox: Sandbox, limits: Limits, seed: int, root: Path, uids: list[int | None]):
         self.sandbox, self.limits, self.seed, self.root = sandbox, limits, seed, root
-        self.free: queue.Queue[int] = queue.Queue()
-        for slot in range(slots):
-            self.free.put(slot)
+        self.free: queue.Queue[int | None] = queue.Queue()
+        for uid in uids:
+            self.free.put(uid)
 
     def run(self, nb) -> tuple[object, Execution]:
-        """``(executed notebook, execution)``; raises :class:`KernelFailure` when no kernel could run it."""
-        slot = self.free.get()
+        """``(executed notebook, execution)``; raises :class:`KernelFailure` when no kernel could run it.
+
+        A kernel that does not start is tried once more: its failure is the machine's
+        (a loaded host, a slot still being cleared), never anything the submission did.
+        """
+        try:
+            return self._run_once(nb)
+        except KernelFailure:
+            return self._run_once(nb)
+
+    def _run_once(self, nb) -> tuple[object, Execution]:
+        uid = self.free.get()
         scratch = None
         try:
             scratch = Path(tempfile.mkdtemp(prefix="k", dir=self.root))
             kernels, ipc, work = scratch / "kernels", scratch / "ipc", scratch / "work"
             for folder in (ipc, work):
                 folder.mkdir()
-            write_kernelspec(kernels, ipc, self.sandbox, self.seed, slot, work)
+            write_kernelspec(kernels, ipc, self.sandbox, self.seed, uid, work)
             executed = copy.deepcopy(nb)
             execution = execute(executed, kernels, KERNEL_NAME, work, ipc, self.limits)
         except OSError as error:
@@ -152,7 +165,7 @@ class _Kernels:
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
-            self.free.put(slot)
+            self.free.put(uid)
         if execution.status == "not-started":
             raise KernelFailure(f"the kernel did not start ({execution.detail[:300] or 'no reason given'})")
         return executed, execution
@@ -168,6 +181,7 @@ def _reference(kernels: _Kernels, assignment: Assignment) -> tuple[Reference, li
     failing = [r for r in score(list(assignment.items), reference, executed, execution) if r.passed is False]
     missed = [f"{g}: {k} misses its own bound {r.compare.describe()}"
               for g, found in reference.items() for k, r in found.items() if not passes_own_bounds(r)]  # fmt: skip
+    missed += partial_problems(list(assignment.items), reference)
     if execution.status != "ok" or failing or missed:
         why = "; ".join([f"{r.grade_id}: {r.message}" for r in failing] + missed) or execution.status
         raise SourceError(f"the source {assignment.path} fails its own tests ({why}); fix it before grading")
@@ -237,6 +251,15 @@ def _grade_one(sub: Submission, assignment: Assignment | None, reference: Refere
                 notes=_execution_notes(execution, kernels.limits), answers=answers)  # fmt: skip
 
 
+def _timed(result: SubmissionResult, policy: LatePolicy | None) -> SubmissionResult:
+    """``result`` with its submission time (nbgrader's timestamp.txt) and, under ``policy``, its late penalty."""
+    when = submission_time(Path(result.path))
+    if when is None:
+        return result
+    hours, percent = policy.penalty(when) if policy else (0.0, 0.0)
+    return dataclasses.replace(result, submitted_at=when.isoformat(), hours_late=hours, penalty_percent=percent)
+
+
 def _run_all(jobs: list, workers: int, progress: bool) -> list[SubmissionResult]:
     from tqdm import tqdm  # noqa: PLC0415
 
@@ -260,7 +283,11 @@ def _run_all(jobs: list, workers: int, progress: bool) -> list[SubmissionResult]
 def _previous(run: GradeRun) -> tuple[int | None, list[SubmissionResult]]:
     if not run.only_not_gradable:
         return run.seed, []
-    seed, sandbox, results = report.read_results(run.out)
+    sheet = report.read_sheet(run.out)
+    seed, sandbox, results, earlier = sheet.seed, sheet.sandbox, sheet.results, sheet.late_policy
+    if earlier != run.late_policy:
+        raise SourceError(f"the earlier run's late policy was {earlier.describe() if earlier else 'none'}; "
+                          "re-grade with the same --due and penalty options")  # fmt: skip
     if run.seed is not None and run.seed != seed:
         raise SourceError(f"--seed {run.seed} differs from the earlier run's {seed}: re-grading must use the same seed")
     if sandbox != run.sandbox:
@@ -291,9 +318,10 @@ def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
     else:
         print(DISABLED_WARNING, flush=True)
     run.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="cnnlab-grade-") as tmp:
+    slots = max(1, run.workers)
+    with tempfile.TemporaryDirectory(prefix="cnnlab-grade-") as tmp, kernel_uids(slots) as uids:
         os.chmod(tmp, 0o711)  # kernels running as other uids reach their own socket folders only
-        kernels = _Kernels(sandbox, run.limits, seed, Path(tmp), slots=max(1, run.workers))
+        kernels = _Kernels(sandbox, run.limits, seed, Path(tmp), uids if sandbox.enabled else [None] * slots)
         references: dict[str, Reference] = {}
         unavailable: dict[str, str] = {}
         for name in sorted({s.assignment for s in submissions if s.assignment in assignments and not s.status}):
@@ -306,6 +334,6 @@ def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
                 print(f"note: {note}", flush=True)
         jobs = [(s, assignments.get(s.assignment), references.get(s.assignment), unavailable.get(s.assignment, ""),
                  kernels) for s in submissions]  # fmt: skip
-        results = previous + _run_all(jobs, run.workers, run.progress)
-    report.write_reports(results, run.out, seed=seed, sandbox=run.sandbox)
-    return results
+        results = previous + [_timed(r, run.late_policy) for r in _run_all(jobs, run.workers, run.progress)]
+    return report.write_reports(results, run.out, seed=seed, sandbox=run.sandbox, source=str(run.source.resolve()),
+                                late_policy=run.late_policy)  # fmt: skip

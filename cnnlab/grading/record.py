@@ -17,6 +17,12 @@ Kernel side (imported by assignment notebooks; NumPy only):
   ``record(key, value, at_most=40)``              it is <= 40
   ==============================================  ============================================
 
+  Partial credit: ``record(key, value, points=1)`` gives this check its own
+  share of the test cell's points. In a cell whose records carry ``points``,
+  every record must, and their points add up to the cell's; each check then
+  earns its share on its own (2 of 4 points when two of four hidden cases
+  match). Without ``points`` a cell scores all or nothing.
+
 Grader side (:func:`records_in`, :func:`matches`): decode the payloads found
 in an executed cell and compare them, in the grader's own process, using the
 comparison the *source* notebook recorded. A submission cannot loosen a
@@ -142,8 +148,17 @@ def comparison_for(*, rtol: float, atol: float, equal: bool, at_least, at_most) 
     return Comparison("within", rtol=float(rtol), atol=float(atol))
 
 
+def _points(points) -> float | None:
+    """``points`` of a check: None (all-or-nothing cell) or a finite number > 0."""
+    if points is None:
+        return None
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or not math.isfinite(points) or points <= 0:
+        raise ValueError(f"record: points must be a number > 0 (this check's share of the cell), got {points!r}")
+    return float(points)
+
+
 def record(key: str, value, *, rtol: float = 1e-6, atol: float = 1e-8, equal: bool = False,
-           at_least: float | None = None, at_most: float | None = None):  # fmt: skip
+           at_least: float | None = None, at_most: float | None = None, points: float | None = None):  # fmt: skip
     """Send ``value`` to the grader under ``key`` (unique within the test cell); return ``value``.
 
     Args:
@@ -153,13 +168,19 @@ def record(key: str, value, *, rtol: float = 1e-6, atol: float = 1e-8, equal: bo
         equal: a value passes only when it equals the reference exactly.
         at_least, at_most: a value passes when it lies within these bounds; the
             reference's own value is not compared (a better answer never scores less).
+        points: this check's share of the test cell's points (partial credit); give it on
+            every record of the cell or on none.
 
-    The grader reads the comparison from the *source* notebook's record, never from the submission's.
+    The grader reads the comparison and the points from the *source* notebook's record,
+    never from the submission's.
     """
     comparison = comparison_for(rtol=rtol, atol=atol, equal=equal, at_least=at_least, at_most=at_most)
+    share = _points(points)
     if os.environ.get(SEED_ENV) is None:
         return value
     payload = {"key": str(key), "value": encode(value), "compare": comparison.to_json()}
+    if share is not None:
+        payload["points"] = share
     from IPython.display import display  # noqa: PLC0415 -- only inside a kernel
 
     display({MIME: payload}, raw=True)
@@ -169,11 +190,12 @@ def record(key: str, value, *, rtol: float = 1e-6, atol: float = 1e-8, equal: bo
 # --------------------------------------------------------------------------- grader side
 @dataclass(frozen=True)
 class Record:
-    """One decoded record: the key, the encoded value and the comparison it asked for."""
+    """One decoded record: the key, the encoded value, the comparison it asked for, its points (or None)."""
 
     key: str
     value: dict
     compare: Comparison
+    points: float | None = None
 
 
 def _parse(payload) -> Record:
@@ -182,7 +204,9 @@ def _parse(payload) -> Record:
     if not (isinstance(payload, dict) and isinstance(payload.get("key"), str) and isinstance(payload.get("value"), dict)):
         raise ValueError("not a record")
     decode(payload["value"])  # raises for a value this module cannot have written
-    return Record(payload["key"], payload["value"], Comparison.from_json(payload.get("compare")))
+    points = payload.get("points")
+    return Record(payload["key"], payload["value"], Comparison.from_json(payload.get("compare")),
+                  None if points is None else _points(points))  # fmt: skip
 
 
 def records_in(cell) -> tuple[dict[str, list[Record]], int]:

@@ -24,7 +24,9 @@ sandbox everything in it dies), IPC and host name. Inside, before Python
 starts, :mod:`cnnlab.grading.jail` sets resource limits (processes, file
 size, no core files) and, when the grader runs as root, switches to an
 unprivileged uid of its own for each kernel slot, with no capabilities and
-``no_new_privs``. Run as an ordinary user, bubblewrap already maps the kernel
+``no_new_privs``. Those uids are claimed (:func:`kernel_uids`) so that no two
+graders on one machine share one: ``RLIMIT_NPROC`` counts per uid, and a fork
+bomb in one grader's kernel would otherwise stop the other's kernels starting. Run as an ordinary user, bubblewrap already maps the kernel
 to an unprivileged uid in a user namespace.
 
 Without a sandbox that works (:func:`probe`), ``cnnlab grade`` refuses to
@@ -33,6 +35,8 @@ grade unless told ``--sandbox none``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -44,11 +48,12 @@ from pathlib import Path
 
 from cnnlab.grading.execute import Limits
 
-__all__ = ["KERNEL_NAME", "Sandbox", "SandboxUnavailable", "allowed_paths", "kernel_environment", "probe",
-           "write_kernelspec"]  # fmt: skip
+__all__ = ["KERNEL_NAME", "Sandbox", "SandboxUnavailable", "allowed_paths", "kernel_environment", "kernel_uids",
+           "probe", "write_kernelspec"]  # fmt: skip
 
 KERNEL_NAME = "cnnlab-grading"
-FIRST_UID = 61000  # kernel slot n runs as uid FIRST_UID + n when the grader is root
+KERNEL_UIDS = range(61000, 62000)  # kernels run as uids from here when the grader is root
+UID_LOCKS = Path("/run/cnnlab-grading")  # one lock file per uid in use; only root writes /run
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubblewrap`; Fedora: `sudo dnf install bubblewrap`), "
     "or grade without isolation with `--sandbox none` (the grade sheet will say so)"
@@ -99,6 +104,41 @@ def allowed_paths() -> list[Path]:
     return kept
 
 
+@contextlib.contextmanager
+def kernel_uids(count: int, locks: Path = UID_LOCKS):
+    """Yield ``count`` uids from :data:`KERNEL_UIDS` that no other process holds, held until the block ends.
+
+    Each is an exclusive ``flock`` on ``locks/<uid>``, which the system releases when its
+    holder dies, so a grader that crashed holds nothing. Not root: yields ``count`` times
+    ``None`` (bubblewrap maps the kernel to an unprivileged uid itself).
+    Raises :class:`SandboxUnavailable` when fewer than ``count`` are free.
+    """
+    if os.geteuid() != 0:
+        yield [None] * count
+        return
+    locks.mkdir(mode=0o700, parents=True, exist_ok=True)
+    held: list[tuple[int, int]] = []  # (uid, open lock file)
+    try:
+        for uid in KERNEL_UIDS:
+            if len(held) == count:
+                break
+            handle = os.open(locks / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(handle)
+                continue
+            held.append((uid, handle))
+        if len(held) < count:
+            raise SandboxUnavailable(f"only {len(held)} of the kernel uids {KERNEL_UIDS.start}-{KERNEL_UIDS.stop - 1} "
+                                     f"are free ({count} needed): other graders hold the rest; grade with fewer "
+                                     "--workers or wait")  # fmt: skip
+        yield [uid for uid, _ in held]
+    finally:
+        for _, handle in held:
+            os.close(handle)
+
+
 @dataclass(frozen=True)
 class Sandbox:
     """How to wrap a kernel's command line. ``enabled=False`` runs it as a plain process."""
@@ -106,10 +146,11 @@ class Sandbox:
     enabled: bool = True
     limits: Limits = Limits()
 
-    def wrap(self, argv: list[str], ipc_dir: Path, slot: int, env: dict[str, str]) -> list[str]:
+    def wrap(self, argv: list[str], ipc_dir: Path, uid: int | None, env: dict[str, str]) -> list[str]:
         """``argv`` run inside the sandbox with exactly the environment ``env``.
 
-        ``ipc_dir`` is writable inside; ``slot`` picks the kernel's uid. The
+        ``ipc_dir`` is writable inside; ``uid`` (from :func:`kernel_uids`) is
+        the kernel's when the grader is root, and must then be given. The
         command starts with ``env -i``: Jupyter launches a kernel with the
         grader's whole environment (tokens, credentials) plus the kernelspec's,
         and no process of the sandbox may ever hold it, not even bwrap's.
@@ -121,7 +162,9 @@ class Sandbox:
         if not self.enabled:
             return [*clean, *jail, "--", *argv]
         if os.geteuid() == 0:
-            jail += ["--uid", str(FIRST_UID + slot), "--chown", str(ipc_dir)]
+            if uid is None:
+                raise ValueError("uid: a kernel started by root needs a uid of its own, claimed with kernel_uids()")
+            jail += ["--uid", str(uid), "--chown", str(ipc_dir)]
         bwrap = shutil.which("bwrap") or "bwrap"
         args = [*clean, bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                 "--hostname", "sandbox", "--die-with-parent", "--new-session",
@@ -172,7 +215,8 @@ def kernel_environment(seed: int, sandboxed: bool, scratch: Path) -> dict[str, s
     }
 
 
-def write_kernelspec(kernels: Path, ipc_dir: Path, sandbox: Sandbox, seed: int, slot: int, scratch: Path) -> Path:
+def write_kernelspec(kernels: Path, ipc_dir: Path, sandbox: Sandbox, seed: int, uid: int | None,
+                     scratch: Path) -> Path:  # fmt: skip
     """Write ``kernels/<KERNEL_NAME>/kernel.json`` for one kernel; return ``kernels``."""
     spec_dir = kernels / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +227,7 @@ def write_kernelspec(kernels: Path, ipc_dir: Path, sandbox: Sandbox, seed: int, 
         # --die-with-parent does that job instead.
         kernel.append("--IPKernelApp.parent_handle=1")
     spec = {
-        "argv": sandbox.wrap(kernel, ipc_dir, slot, kernel_environment(seed, sandbox.enabled, scratch)),
+        "argv": sandbox.wrap(kernel, ipc_dir, uid, kernel_environment(seed, sandbox.enabled, scratch)),
         "display_name": "cnnlab grading kernel",
         "language": "python",
         # ipykernel handles an interrupt request by signalling itself; a signal sent
@@ -207,9 +251,9 @@ def probe() -> None:
     check = ("import os, cnnlab, numpy; open('/tmp/ok', 'w').write('1'); "
              "assert not os.path.exists('/etc/shadow') and not os.access(cnnlab.__file__, os.W_OK); "
              "print('sandbox-ok')")  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="cnnlab-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cnnlab-probe-") as tmp, kernel_uids(1) as (uid,):
         ipc = Path(tmp)
-        argv = Sandbox().wrap([sys.executable, "-c", check], ipc, 0, kernel_environment(0, True, ipc))
+        argv = Sandbox().wrap([sys.executable, "-c", check], ipc, uid, kernel_environment(0, True, ipc))
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as error:

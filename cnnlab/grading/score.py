@@ -12,6 +12,12 @@ earns its points only when
 A cell whose reference recorded nothing is decided by the replies alone, as
 nbgrader decides it; :func:`unrecorded` lists those cells so the instructor
 knows which verdicts a kernel could forge.
+
+Partial credit: when the reference's records for a cell carry ``points``
+(``record(key, value, points=1)``), each check earns its own points: its key
+arrived exactly once and passes. Errors, time-outs and a dead kernel still
+cost the checks whose values never arrived. :func:`partial_problems` rejects a
+source whose shares do not add up to the cell's points.
 """
 
 from __future__ import annotations
@@ -22,9 +28,24 @@ from cnnlab.grading.record import Record, matches, records_in
 from cnnlab.grading.restore import segment
 from cnnlab.grading.source import GradeItem
 
-__all__ = ["CellResult", "Reference", "collect_records", "score", "unrecorded"]
+__all__ = ["CellResult", "Check", "Reference", "collect_records", "partial_problems", "score", "unrecorded"]
 
 Reference = dict[str, dict[str, Record]]  # grade_id -> key -> the source's record
+WRITTEN_PENDING = "written answer: graded by a person"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One recorded check of a partial-credit cell: its key and points, never its values."""
+
+    key: str
+    points: float
+    max_points: float
+    message: str = ""  # why it failed; "" when it passed
+
+    @property
+    def passed(self) -> bool:
+        return self.points == self.max_points
 
 
 @dataclass(frozen=True)
@@ -36,6 +57,9 @@ class CellResult:
     message: str = ""
     hidden: bool = False  # the cell has hidden tests
     unrecorded: bool = False  # no record(): verdict from the kernel's replies only
+    checks: tuple[Check, ...] = ()  # partial credit: one per recorded check
+    marked: bool = False  # a written answer a person has given points (passed stays None)
+    comment: str = ""  # that person's comment
 
 
 def collect_records(executed) -> Reference:
@@ -54,6 +78,23 @@ def collect_records(executed) -> Reference:
 def unrecorded(items: list[GradeItem], reference: Reference) -> list[str]:
     """grade_ids of autograded cells whose tests record no value."""
     return [item.grade_id for item in items if not item.manual and not reference.get(item.grade_id)]
+
+
+def partial_problems(items: list[GradeItem], reference: Reference) -> list[str]:
+    """What is wrong with the partial-credit declarations of a source's records (``[]``: nothing)."""
+    problems = []
+    for item in items:
+        records = list(reference.get(item.grade_id, {}).values())
+        shares = [r.points for r in records if r.points is not None]
+        if not shares:
+            continue
+        if len(shares) != len(records):
+            problems.append(f"{item.grade_id}: {len(shares)} of its {len(records)} records give points; "
+                            "give points on every record of the cell or on none")  # fmt: skip
+        elif abs(sum(shares) - item.points) > 1e-9:
+            problems.append(f"{item.grade_id}: its records' points add up to {sum(shares):g}, "
+                            f"but the cell is worth {item.points:g}")  # fmt: skip
+    return problems
 
 
 def _failure_of_part(index: int, cell, kind: str, execution) -> str | None:
@@ -79,7 +120,41 @@ def _failure_of_part(index: int, cell, kind: str, execution) -> str | None:
     return f"{ename[:200]}: {evalue[:500]}".rstrip(": ")
 
 
+def _received(parts: list) -> dict[str, list[Record]]:
+    found: dict[str, list[Record]] = {}
+    for _, cell, _ in parts:
+        for key, payloads in records_in(cell)[0].items():
+            found.setdefault(key, []).extend(payloads)
+    return found
+
+
+def _check_failure(got: list[Record], reference: Record) -> str:
+    """Why the values received for one key fail the reference ("" when they pass)."""
+    if len(got) != 1:
+        return "missing" if not got else "sent more than once"
+    if matches(got[0], reference):
+        return ""
+    return "wrong value" if reference.compare.kind != "bounds" else f"not {reference.compare.describe()}"
+
+
+def _score_partial(item: GradeItem, parts: list, expected: dict[str, Record], execution) -> CellResult:
+    """Each check earns its share; a part that failed is named, but costs only the checks it did not send."""
+    received = _received(parts)
+    checks = []
+    for key, reference in expected.items():
+        why = _check_failure(received.get(key, []), reference)
+        checks.append(Check(key, 0.0 if why else float(reference.points), float(reference.points), why))
+    failures = [f for f in (_failure_of_part(i, c, k, execution) for i, c, k in parts) if f]
+    passed = sum(c.passed for c in checks)
+    message = f"{passed} of {len(checks)} checks passed" + (f"; {failures[0]}" if failures else "")
+    return CellResult(item.grade_id, sum(c.points for c in checks), item.points, passed == len(checks),
+                      message if passed < len(checks) or failures else "", hidden=any(k == "hidden" for *_, k in parts),
+                      checks=tuple(checks))  # fmt: skip
+
+
 def _score_cell(item: GradeItem, parts: list, expected: dict[str, Record], execution) -> CellResult:
+    if expected and all(r.points is not None for r in expected.values()):
+        return _score_partial(item, parts, expected, execution)
     hidden = any(kind == "hidden" for _, _, kind in parts)
     failure = None
     received: dict[str, list[Record]] = {}
@@ -97,13 +172,12 @@ def _score_cell(item: GradeItem, parts: list, expected: dict[str, Record], execu
         failure = "not run"
     if failure is None:
         for key, reference in expected.items():
-            got = received.get(key, [])
-            if len(got) != 1:
-                failure = f"hidden test result {key!r} {'missing' if not got else 'sent more than once'}"
+            why = _check_failure(received.get(key, []), reference)
+            if why in ("missing", "sent more than once"):
+                failure = f"hidden test result {key!r} {why}"
                 break
-            if not matches(got[0], reference):
-                wanted = reference.compare.describe() if reference.compare.kind == "bounds" else "wrong value"
-                failure = f"hidden test {key!r}: {wanted if wanted == 'wrong value' else 'not ' + wanted}"
+            if why:
+                failure = f"hidden test {key!r}: {why}"
                 break
     points = item.points if failure is None else 0.0
     return CellResult(item.grade_id, points, item.points, failure is None, failure or "", hidden=hidden,
@@ -124,7 +198,7 @@ def score(items: list[GradeItem], reference: Reference, executed, execution) -> 
     results = []
     for item in items:
         if item.manual:
-            results.append(CellResult(item.grade_id, 0.0, item.points, None, "written answer: graded by a person"))
+            results.append(CellResult(item.grade_id, 0.0, item.points, None, WRITTEN_PENDING))
         else:
             results.append(_score_cell(item, by_grade.get(item.grade_id, []), reference.get(item.grade_id, {}),
                                        execution))  # fmt: skip

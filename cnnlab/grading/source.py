@@ -38,6 +38,7 @@ __all__ = [
     "is_solution",
     "meta",
     "read_notebook",
+    "split_solution",
     "unrecorded_tests",
     "validate",
 ]
@@ -171,6 +172,17 @@ def grade_items(nb) -> list[GradeItem]:
         )
         for c in grade_cells(nb)
     ]
+
+
+def split_solution(text: str) -> tuple[str, str]:
+    """``(question, model answer)`` of a written-answer cell: the text outside and inside the solution markers."""
+    outside, inside, in_solution = [], [], False
+    for line in text.splitlines():
+        if BEGIN_SOLUTION in line or END_SOLUTION in line:
+            in_solution = BEGIN_SOLUTION in line
+            continue
+        (inside if in_solution else outside).append(line)
+    return "\n".join(outside).strip(), "\n".join(inside).strip()
 
 
 def unrecorded_tests(nb) -> list[str]:

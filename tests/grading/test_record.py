@@ -99,3 +99,17 @@ def test_records_are_read_from_outputs_and_malformed_ones_counted():
 def test_reference_that_misses_its_own_bound_is_caught():
     assert rec.passes_own_bounds(_record(0.96, at_least=0.95))
     assert not rec.passes_own_bounds(_record(0.90, at_least=0.95))
+
+
+
+def test_points_travel_with_the_record_and_bad_points_are_refused(monkeypatch):
+    module = rec
+    shown = []
+    monkeypatch.setenv(module.SEED_ENV, "4")
+    monkeypatch.setattr("IPython.display.display", lambda payload, raw: shown.append(payload))
+    module.record("a", 1.0, points=2)
+    found, malformed = records_in({"outputs": [{"output_type": "display_data", "data": shown[0]}]})
+    assert malformed == 0 and found["a"][0].points == 2.0
+    for bad in (0, -1, float("nan"), True, "2"):
+        with pytest.raises(ValueError, match="points must be a number > 0"):
+            module.record("a", 1.0, points=bad)

@@ -27,7 +27,7 @@ def test_rows_nobody_could_score_have_no_points(tmp_path):
     assert (rows["ann"]["total"], rows["ann"]["test_a"], rows["ann"]["sandbox"]) == ("3", "3", "bwrap")
     for student in ("bob", "cy"):
         assert rows[student]["total"] == rows[student]["test_a"] == rows[student]["max"] == ""
-    assert "not yet graded" in (tmp_path / "feedback" / "conv" / "bob.html").read_text()
+    assert "not yet graded" in (tmp_path / "feedback" / "bob" / "conv" / "b.html").read_text()
     data = json.loads((tmp_path / "grades.json").read_text())
     assert data["sandbox"] == "bwrap" and data["submissions"][1]["total"] is None
 

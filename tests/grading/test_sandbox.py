@@ -9,13 +9,21 @@ import pytest
 
 import cnnlab
 from cnnlab.grading.execute import Limits
-from cnnlab.grading.sandbox import Sandbox, allowed_paths, kernel_environment, probe
+from cnnlab.grading.sandbox import (
+    KERNEL_UIDS,
+    Sandbox,
+    SandboxUnavailable,
+    allowed_paths,
+    kernel_environment,
+    kernel_uids,
+    probe,
+)
 
 PROJECT = Path(cnnlab.__file__).resolve().parents[1]
 
 
 def _argv(tmp_path, enabled=True):
-    return Sandbox(enabled=enabled, limits=Limits()).wrap(["python", "-c", "1"], tmp_path / "ipc", 3,
+    return Sandbox(enabled=enabled, limits=Limits()).wrap(["python", "-c", "1"], tmp_path / "ipc", 61003,
                                                          kernel_environment(5, enabled, tmp_path))  # fmt: skip
 
 
@@ -80,14 +88,43 @@ def test_inside_the_sandbox_only_the_allow_list_exists(tmp_path):
     )
     ipc = tmp_path / "ipc"
     ipc.mkdir()
-    argv = Sandbox().wrap([sys.executable, "-c", check], ipc, 0, kernel_environment(1, True, tmp_path))
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    with kernel_uids(1) as (uid,):
+        argv = Sandbox().wrap([sys.executable, "-c", check], ipc, uid, kernel_environment(1, True, tmp_path))
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "visible: []" in out and "package read-only" in out and "nproc: 512" in out
     if os.geteuid() == 0:
-        assert "uid: 61000" in out
+        assert int(out.split("uid: ")[1].split()[0]) == uid
     root = eval(out.split("root: ")[1].splitlines()[0])  # noqa: S307 -- our own printed list
     assert set(root) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr",
                          *Path(sys.prefix).parts[1:2], *Path(sys.base_prefix).parts[1:2], *PROJECT.parts[1:2],
                          *Path.home().parts[1:2]}  # fmt: skip
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="kernel uids are claimed only when the grader is root")
+def test_two_graders_never_share_a_kernel_uid(tmp_path):
+    """RLIMIT_NPROC counts per uid: a fork bomb under a shared uid would stop the other grader's kernels."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys\nfrom pathlib import Path\nfrom cnnlab.grading.sandbox import kernel_uids\n"
+        f"with kernel_uids(3, Path({str(tmp_path)!r})) as uids:\n    print(*uids, flush=True)\n    sys.stdin.read()\n")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        theirs = {int(u) for u in holder.stdout.readline().split()}
+        with kernel_uids(2, tmp_path) as mine, kernel_uids(1, tmp_path) as more:
+            assert len(theirs) == 3 and set(mine + more) <= set(KERNEL_UIDS)
+            assert len(set(mine) | set(more) | theirs) == 6
+        with pytest.raises(SandboxUnavailable, match="kernel uids"):
+            with kernel_uids(len(KERNEL_UIDS) - 2, tmp_path):
+                pass
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    with kernel_uids(3, tmp_path) as again:  # its holder has exited: its uids are free again
+        assert set(again) == theirs
+
+
+def test_root_must_give_a_kernel_uid(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    with pytest.raises(ValueError, match="uid"):
+        Sandbox().wrap(["python"], tmp_path, None, kernel_environment(1, True, tmp_path))

@@ -6,7 +6,7 @@ import pytest
 from cnnlab.grading.execute import Execution, Reply
 from cnnlab.grading.record import MIME, Comparison, Record, encode
 from cnnlab.grading.restore import SEGMENT
-from cnnlab.grading.score import collect_records, score, unrecorded
+from cnnlab.grading.score import collect_records, partial_problems, score, unrecorded
 from cnnlab.grading.source import GradeItem
 
 ITEMS = [GradeItem("test_a", 3.0, False), GradeItem("test_b", 2.0, False), GradeItem("essay", 1.0, True)]
@@ -106,3 +106,49 @@ def test_the_reference_is_what_the_source_recorded():
     reference = collect_records(nb)
     assert set(reference) == {"test_a"} and reference["test_a"]["y"].compare.kind == "equal"
     assert unrecorded(ITEMS, reference) == ["test_b"]
+
+
+def _shared(points, **records):
+    """A reference for test_a whose records split the cell's points (partial credit)."""
+    return {"test_a": {k: Record(k, encode(v), Comparison(), points) for k, v in records.items()}}
+
+
+def test_partial_credit_gives_each_check_its_share():
+    nb, ex = _run([_cell("test_a", "hidden", [_out("a", 1.0), _out("b", 5.0), _out("c", 3.0)])],
+                  {0: Reply("error", "AssertionError", "")})  # the hidden asserts fail after recording
+    result = score(ITEMS, _shared(1.0, a=1.0, b=2.0, c=3.0), nb, ex)[0]
+    assert (result.points, result.max_points, result.passed) == (2.0, 3.0, False)
+    assert [(k.key, k.points, k.passed, k.message) for k in result.checks] == [
+        ("a", 1.0, True, ""), ("b", 0.0, False, "wrong value"), ("c", 1.0, True, "")]
+    assert result.message.startswith("2 of 3 checks passed; hidden test failed (AssertionError)")
+
+
+def test_partial_credit_checks_that_never_arrived_score_nothing():
+    nb, ex = _run([_cell("test_a", "hidden", [_out("a", 1.0), _out("a", 1.0)])], timed_out_cells={0})
+    result = score(ITEMS, _shared(1.5, a=1.0, b=2.0), nb, ex)[0]
+    assert result.points == 0.0 and [k.message for k in result.checks] == ["sent more than once", "missing"]
+    assert "timed out" in result.message
+
+
+def test_partial_credit_all_checks_passing_earns_the_cell():
+    nb, ex = _run([_cell("test_a", "hidden", [_out("a", 1.0), _out("b", 2.0)])])
+    result = score(ITEMS, _shared(1.5, a=1.0, b=2.0), nb, ex)[0]
+    assert (result.points, result.passed, result.message) == (3.0, True, "")
+
+
+def test_a_submission_cannot_give_its_own_checks_points():
+    """Points, like comparisons, are read from the source's record only."""
+    payload = _out("a", 1.0)
+    payload["data"][MIME]["points"] = 3.0
+    nb, ex = _run([_cell("test_a", "hidden", [payload])])
+    result = score(ITEMS, _reference(a=2.0), nb, ex)[0]
+    assert result.points == 0.0 and not result.checks
+
+
+@pytest.mark.parametrize("points, problem", [((1.0, None), "give points on every record"),
+                                             ((1.0, 1.0), "add up to 2, but the cell is worth 3")])
+def test_sources_whose_shares_do_not_add_up_are_refused(points, problem):
+    reference = {"test_a": {k: Record(k, encode(1.0), Comparison(), p) for k, p in zip("ab", points, strict=True)}}
+    (found,) = partial_problems(ITEMS, reference)
+    assert problem in found and found.startswith("test_a")
+    assert partial_problems(ITEMS, _shared(1.0, a=1, b=2, c=3)) == []
