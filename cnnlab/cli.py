@@ -98,11 +98,17 @@ def _grade(args: argparse.Namespace) -> int:
     limits = Limits(cell_seconds=args.timeout, notebook_seconds=args.notebook_timeout, memory_mb=args.memory_mb,
                     output_bytes=args.max_output, processes=args.max_processes, scratch_mb=args.scratch_mb)  # fmt: skip
     run = GradeRun(source=args.source, out=args.out, limits=limits, workers=args.workers, seed=args.seed,
-                   sandbox=args.sandbox, only_not_gradable=args.only_not_gradable, late_policy=policy)  # fmt: skip
+                   sandbox=args.sandbox, only_not_gradable=args.only_not_gradable, late_policy=policy,
+                   scheduler=args.scheduler)  # fmt: skip
     try:
         results = grade(args.submissions, run)
     except SandboxUnavailable as error:
         print(f"cnnlab grade: refusing to grade: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # cluster.ClusterUnavailable, without importing distributed here
+        if type(error).__name__ != "ClusterUnavailable":
+            raise
+        print(f"cnnlab grade: {error}", file=sys.stderr)
         return 2
     except (SourceError, FileNotFoundError, ValueError) as error:
         print(f"cnnlab grade: {error}", file=sys.stderr)
@@ -235,6 +241,8 @@ def parser() -> argparse.ArgumentParser:
                             "recorded in the grade sheet)")  # fmt: skip
     grade.add_argument("--only-not-gradable", action="store_true",
                        help="grade again only the rows an earlier run into --out marked not-gradable")  # fmt: skip
+    grade.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help="grade on the workers of this Dask scheduler (each in its own sandbox) instead of here")  # fmt: skip
     late = grade.add_argument_group("deadline and late penalty (the time comes from nbgrader's timestamp.txt)")
     late.add_argument("--due", help="due date and time, e.g. 2026-12-01T23:59+01:00 (no zone: UTC)")
     late.add_argument("--late-penalty", type=float, default=None,

@@ -76,7 +76,7 @@ from cnnlab.grading.sandbox import KERNEL_NAME, Sandbox, kernel_uids, probe, wri
 from cnnlab.grading.score import CellResult, Reference, collect_records, partial_problems, score, unrecorded
 from cnnlab.grading.source import GradeItem, SourceError, grade_items, read_notebook, validate
 
-__all__ = ["Assignment", "GradeRun", "grade", "load_assignments"]
+__all__ = ["Assignment", "GradeRun", "grade", "grader_failure", "load_assignments", "prepare", "run_and_score"]
 
 SANDBOXES = ("bwrap", "none")
 DISABLED_WARNING = ("warning: --sandbox none: kernels run unsandboxed, so a submission can read the sources and "
@@ -101,6 +101,7 @@ class GradeRun:
     sandbox: str = "bwrap"  # or "none"
     progress: bool = True
     only_not_gradable: bool = False  # re-grade the rows an earlier run in ``out`` could not grade
+    scheduler: str | None = None  # a Dask scheduler's address: grade on its workers (cnnlab.grading.cluster)
     late_policy: LatePolicy | None = None  # deadline and penalty; None: no penalties
 
 
@@ -132,11 +133,16 @@ def load_assignments(source: Path) -> dict[str, Assignment]:
 class _Kernels:
     """Runs notebooks in fresh sandboxed kernels; each concurrent kernel has a slot: one of ``uids``."""
 
-    def __init__(self, sandbox: Sandbox, limits: Limits, seed: int, root: Path, uids: list[int | None]):
+    def __init__(self, sandbox: Sandbox, limits: Limits, seed: int, root: Path,
+                 uids: list[int | None] | queue.Queue):  # fmt: skip
+        """``uids``: the slots, or a queue of them shared with other instances (a Dask worker's, across runs)."""
         self.sandbox, self.limits, self.seed, self.root = sandbox, limits, seed, root
-        self.free: queue.Queue[int | None] = queue.Queue()
-        for uid in uids:
-            self.free.put(uid)
+        if isinstance(uids, queue.Queue):
+            self.free = uids
+        else:
+            self.free = queue.Queue()
+            for uid in uids:
+                self.free.put(uid)
 
     def run(self, nb) -> tuple[object, Execution]:
         """``(executed notebook, execution)``; raises :class:`KernelFailure` when no kernel could run it.
@@ -227,19 +233,26 @@ def _execution_notes(execution: Execution, limits: Limits) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _grade_one(sub: Submission, assignment: Assignment | None, reference: Reference | None, unavailable: str,
-               kernels: _Kernels) -> SubmissionResult:  # fmt: skip
+def prepare(sub: Submission, assignment: Assignment | None, reference: Reference | None,
+             unavailable: str) -> tuple[SubmissionResult | None, object]:  # fmt: skip
+    """Everything before a kernel: ``(the finished row, None)`` when nothing is to run, else ``(None, notebook)``."""
     started = time.monotonic()
     if sub.status:  # rejected or duplicate at intake
         cells = _zero(assignment) if sub.status == "rejected" and assignment else ()
-        return _row(sub, sub.status, started, cells=cells, notes=(sub.problem,))
+        return _row(sub, sub.status, started, cells=cells, notes=(sub.problem,)), None
     if assignment is None:
-        return _row(sub, "invalid-notebook", started, notes=(f"no assignment named {sub.assignment!r} in the sources",))
+        return _row(sub, "invalid-notebook", started, notes=(f"no assignment named {sub.assignment!r} in the sources",)), None
     if reference is None:
-        return _row(sub, "not-gradable", started, notes=(unavailable,))
+        return _row(sub, "not-gradable", started, notes=(unavailable,)), None
     nb, problem = read_submission(sub.path, assignment.nb, assignment.name)
     if nb is None:
-        return _row(sub, "invalid-notebook", started, cells=_zero(assignment), notes=(problem,))
+        return _row(sub, "invalid-notebook", started, cells=_zero(assignment), notes=(problem,)), None
+    return None, nb
+
+
+def run_and_score(sub: Submission, assignment: Assignment, reference: Reference, nb, kernels: _Kernels) -> SubmissionResult:
+    """Execute a read submission ``nb`` in a fresh kernel and score it: the part a Dask worker does too."""
+    started = time.monotonic()
     try:
         executed, execution = kernels.run(restore(assignment.nb, nb))
     except KernelFailure as error:
@@ -249,6 +262,18 @@ def _grade_one(sub: Submission, assignment: Assignment | None, reference: Refere
     return _row(sub, "graded" if execution.status == "ok" else execution.status, started,
                 cells=score(list(assignment.items), reference, executed, execution),
                 notes=_execution_notes(execution, kernels.limits), answers=answers)  # fmt: skip
+
+
+def _grade_one(sub: Submission, assignment: Assignment | None, reference: Reference | None, unavailable: str,
+               kernels: _Kernels) -> SubmissionResult:  # fmt: skip
+    done, nb = prepare(sub, assignment, reference, unavailable)
+    return done if done is not None else run_and_score(sub, assignment, reference, nb, kernels)
+
+
+def grader_failure(sub: Submission, error: BaseException) -> SubmissionResult:
+    """The row of a submission the grader itself failed on: not-gradable, never a zero."""
+    return SubmissionResult(sub.student, sub.assignment, str(sub.path), "not-gradable",
+                            notes=(f"the grader failed: {type(error).__name__}: {error}",))  # fmt: skip
 
 
 def _timed(result: SubmissionResult, policy: LatePolicy | None) -> SubmissionResult:
@@ -272,9 +297,7 @@ def _run_all(jobs: list, workers: int, progress: bool) -> list[SubmissionResult]
             try:
                 results[index] = future.result()
             except Exception as error:  # noqa: BLE001 -- a bug here is the grader's failure, not a zero
-                sub = jobs[index][0]
-                results[index] = SubmissionResult(sub.student, sub.assignment, str(sub.path), "not-gradable",
-                                                  notes=(f"the grader failed: {type(error).__name__}: {error}",))  # fmt: skip
+                results[index] = grader_failure(jobs[index][0], error)
             bar.update(1)
         bar.close()
     return [r for r in results if r is not None]
@@ -334,6 +357,13 @@ def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
                 print(f"note: {note}", flush=True)
         jobs = [(s, assignments.get(s.assignment), references.get(s.assignment), unavailable.get(s.assignment, ""),
                  kernels) for s in submissions]  # fmt: skip
-        results = previous + [_timed(r, run.late_policy) for r in _run_all(jobs, run.workers, run.progress)]
+        if run.scheduler:
+            from cnnlab.grading import cluster  # noqa: PLC0415 -- distributed only when asked for
+
+            graded = cluster.run_all(run.scheduler, [job[:4] for job in jobs], run.limits, seed, sandbox.enabled,
+                                     run.progress)  # fmt: skip
+        else:
+            graded = _run_all(jobs, run.workers, run.progress)
+        results = previous + [_timed(r, run.late_policy) for r in graded]
     return report.write_reports(results, run.out, seed=seed, sandbox=run.sandbox, source=str(run.source.resolve()),
                                 late_policy=run.late_policy)  # fmt: skip
