@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cnnlab.grading.report import SubmissionResult, read_sheet, write_atomically, write_reports
 from cnnlab.grading.score import WRITTEN_PENDING
+from cnnlab.grading.source import student_words, written_questions
 
 __all__ = ["CSV_COLUMNS", "MarkError", "apply", "export_csv", "import_csv", "load", "set_mark", "written_tasks"]
 
@@ -163,12 +164,15 @@ def export_csv(out: Path) -> str:
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     marked = [r for r in apply(sheet.results, load(out)) if r.scored]
+    texts = written_questions(Path(sheet.source)) if sheet.source else {}
     for r in sorted(marked, key=lambda r: (r.assignment, r.student)):
         answers = dict(r.manual_answers)
         for c in r.cells:
             if c.passed is None:
+                question = texts.get((r.assignment, c.grade_id), ("", ""))[0]
                 writer.writerow([r.student, r.assignment, c.grade_id, f"{c.max_points:g}",
-                                 f"{c.points:g}" if c.marked else "", c.comment, answers.get(c.grade_id, "")])  # fmt: skip
+                                 f"{c.points:g}" if c.marked else "", c.comment,
+                                 student_words(answers.get(c.grade_id, ""), question)])  # fmt: skip
     return buffer.getvalue()
 
 

@@ -39,6 +39,8 @@ __all__ = [
     "meta",
     "read_notebook",
     "split_solution",
+    "student_words",
+    "written_questions",
     "unrecorded_tests",
     "validate",
 ]
@@ -183,6 +185,36 @@ def split_solution(text: str) -> tuple[str, str]:
             continue
         (inside if in_solution else outside).append(line)
     return "\n".join(outside).strip(), "\n".join(inside).strip()
+
+
+def written_questions(source: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """``{(assignment, grade_id): (question, model answer)}`` of every written task under ``source``.
+
+    ``source`` holds ``<assignment>.ipynb`` or ``<assignment>/<notebook>.ipynb`` (as ``cnnlab grade --source``).
+    """
+    found: dict[tuple[str, str], tuple[str, str]] = {}
+    source = Path(source)
+    if not source.is_dir():
+        return found
+    paths = [(p.stem, p) for p in sorted(source.glob("*.ipynb"))]
+    paths += [(p.parent.name, p) for p in sorted(source.glob("*/*.ipynb")) if not p.parent.name.startswith(".")]
+    for assignment, path in paths:
+        try:
+            nb = read_notebook(path)
+        except Exception:  # noqa: BLE001 -- an unreadable source only loses its questions on the page
+            continue
+        for cell in grade_cells(nb):
+            if is_solution(cell) and cell.cell_type == "markdown":
+                found[(assignment, meta(cell)["grade_id"])] = split_solution(cell.source)
+    return found
+
+
+def student_words(text: str, question: str) -> str:
+    """The student's words: their cell without the question the student version repeats."""
+    stripped = text.strip()
+    if question and stripped.startswith(question):
+        stripped = stripped[len(question):].strip()
+    return stripped
 
 
 def unrecorded_tests(nb) -> list[str]:
