@@ -1,5 +1,6 @@
 # Thin targets: the logic lives in the cnnlab package.
 #   make lab    set up .venv, build the custom op, start JupyterLab on notebooks/
+#   make mark   JupyterLab on the course folder, opened on the marking page of GRADES (default grades/)
 #   make test   the same set-up plus NVIDIA's nvcc wheels, then everything CI runs
 #   make cuda   only NVIDIA's nvcc wheels (requirements-cuda.txt), for the GPU build of the op
 SHELL := /bin/bash
@@ -16,13 +17,22 @@ SOLUTIONS := $(wildcard solutions/*.ipynb)
 # nbval runs the lessons and the assignment sources; exercises/ are checked by `assign --check`.
 NOTEBOOK_DIRS := $(if $(LESSONS),notebooks) $(if $(SOLUTIONS),solutions)
 
-.PHONY: lab test setup ops cuda bench exercises grade sandbox
+.PHONY: lab mark test setup ops cuda bench exercises grade sandbox browser
+
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+MARKING := --ServerApp.jpserver_extensions='{"cnnlab.marking": True}'
+GRADES ?= grades
 
 lab: setup
 	@mkdir -p notebooks
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(MARKING) $(ROOT_FLAG) $(LAB_ARGS)
 
-test: cuda setup sandbox
+# The instructor's JupyterLab on the course folder, opened on the marking page of $(GRADES) (cnnlab grade --out).
+mark: setup
+	$(BIN)/jupyter lab --notebook-dir=. $(MARKING) --ServerApp.default_url='/cnnlab/marking?folder=$(GRADES)' \
+	  $(ROOT_FLAG) $(LAB_ARGS)
+
+test: cuda setup sandbox browser
 	@echo "== lint"
 	$(BIN)/ruff check cnnlab tests benchmarks
 ifneq ($(SOLUTIONS),)
@@ -65,6 +75,16 @@ sandbox:
 	  else \
 	    echo "make test needs bubblewrap for the grader's sandbox: sudo apt-get install bubblewrap" \
 	         "(Fedora: sudo dnf install bubblewrap)" >&2; exit 1; \
+	  fi; }
+
+# The browser tests drive Debian's chromium with Playwright (Playwright's own browser download is unreachable).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "== installing chromium (the browser tests)"; \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "make test needs chromium for the browser tests: sudo apt-get install chromium" >&2; exit 1; \
 	  fi; }
 
 exercises: setup
