@@ -5,6 +5,7 @@ cnnlab build-ops    build the custom convolution op ahead of time
 cnnlab pretrain     train (or find) the networks notebooks 05 and 06 start from
 cnnlab assign       generate student versions from the assignment sources
 cnnlab grade        grade submissions
+cnnlab validate     check an assignment before submitting it, as the grader will run it
 cnnlab marks        the marking sheet of written answers as CSV: export, import
 cnnlab export       the grade sheet as a Canvas or Moodle gradebook import
 cnnlab refresh      re-execute notebooks and store their outputs
@@ -122,6 +123,33 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"{statuses['not-gradable']} could not be graded (see their notes); once fixed, run the same command "
               "with --only-not-gradable to grade just those")  # fmt: skip
     return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from cnnlab.grading.execute import Limits  # noqa: PLC0415
+    from cnnlab.grading.source import SourceError  # noqa: PLC0415
+    from cnnlab.grading.validate import validate_notebook  # noqa: PLC0415
+
+    limits = Limits(cell_seconds=args.timeout, notebook_seconds=args.notebook_timeout)
+    broken = 0
+    for path in args.notebooks:
+        print(f"{path}: running it as the grader will (a fresh kernel, the visible tests, "
+              f"{limits.cell_seconds:g} s per cell, {limits.notebook_seconds:g} s in all) ...", flush=True)  # fmt: skip
+        try:
+            checks = validate_notebook(path, limits)
+        except (SourceError, FileNotFoundError) as error:
+            print(f"cnnlab validate: {error}", file=sys.stderr)
+            broken += 1
+            continue
+        width = max(len(c.title) for c in checks)
+        for check in checks:
+            detail = f": {check.message}" if check.message else ""
+            print(f"  {check.title:<{width}}  {check.verdict}{detail}")
+        done = sum(c.ok for c in checks)
+        print(f"{done} of {len(checks)} tasks pass their visible tests or are answered; hidden tests run when "
+              "it is graded, and written answers are marked by a person")  # fmt: skip
+        broken += done < len(checks)
+    return 1 if broken else 0
 
 
 def _marks(args: argparse.Namespace) -> int:
@@ -251,6 +279,13 @@ def parser() -> argparse.ArgumentParser:
     late.add_argument("--late-cap", type=float, default=None, help="largest total penalty in percent (default 100)")
     late.add_argument("--grace", default=None, help="time after --due still on time, e.g. 15m, 2h (default 0)")
     grade.set_defaults(run=_grade)
+
+    validate = commands.add_parser("validate", help="check an assignment before submitting, as the grader runs it")
+    validate.add_argument("notebooks", nargs="+", type=Path, help="your assignment notebooks (exercises/NN_*.ipynb)")
+    validate.add_argument("--timeout", type=_positive(float), default=60.0, help="seconds per cell (default 60)")
+    validate.add_argument("--notebook-timeout", type=_positive(float), default=300.0,
+                          help="seconds for the whole notebook (default 300)")  # fmt: skip
+    validate.set_defaults(run=_validate)
 
     marks = commands.add_parser("marks", help="the marking sheet of written answers as CSV: export it, import it")
     marks.add_argument("action", choices=["export", "import"])

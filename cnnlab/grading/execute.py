@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import os
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -206,6 +207,13 @@ class _GradingClient(NotebookClient):
         self.on_notebook_start = self._start_watchdog
         self.on_cell_start = self._cell_start
         self.on_cell_executed = self._cell_executed
+
+    async def async_start_new_kernel(self, **kwargs) -> None:
+        # The kernel's own stdout and stderr (banners, and whatever a submission writes to fd 1 or 2)
+        # never reach the grader's terminal; what a cell prints still arrives as its outputs.
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        await super().async_start_new_kernel(**kwargs)
 
     def _start_watchdog(self, **_):
         pid = self.km.provisioner.pid if self.km and self.km.provisioner else None
