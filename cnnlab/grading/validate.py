@@ -65,11 +65,12 @@ def _verdict(passed: bool | None, message: str) -> tuple[str, str]:
     return "failed", message
 
 
-def validate_notebook(path: Path, limits: Limits = Limits()) -> list[TaskCheck]:
+def validate_notebook(path: Path, limits: Limits | None = None) -> list[TaskCheck]:
     """Run ``path`` as the grader would (visible tests only); one :class:`TaskCheck` per graded task.
 
-    Raises :class:`SourceError` for a file that is not an assignment notebook.
+    ``limits`` default to the grader's. Raises :class:`SourceError` for a file that is not an assignment notebook.
     """
+    limits = limits or Limits()
     from cnnlab.grading.grade import KernelFailure, _Kernels  # noqa: PLC0415 -- grade imports heavy modules
 
     try:
