@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -81,10 +82,12 @@ class BuildPlan:
     cudart_dir: str | None
     arch_flags: tuple[str, ...] = ("-march=native",)
     key: str = field(default="")
+    system: str = "Linux"  # platform.system(): "Linux" or "Darwin" (macOS)
 
     @property
     def library(self) -> Path:
-        return cache_dir() / f"lab_conv_{'gpu' if self.gpu else 'cpu'}_{self.key}.so"
+        suffix = ".dylib" if self.system == "Darwin" else ".so"
+        return cache_dir() / f"lab_conv_{'gpu' if self.gpu else 'cpu'}_{self.key}{suffix}"
 
 
 def cache_dir() -> Path:
@@ -109,13 +112,16 @@ def compiler_version(path: str) -> str:
     return lines[-1] if "nvcc" in Path(path).name else lines[0]
 
 
-def _find_cxx() -> str:
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+def _find_cxx(system: str) -> str:
+    """$CXX, else the platform's compiler: g++ on Linux, the Xcode command-line tools' clang++ on macOS."""
+    names = ("clang++", "c++") if system == "Darwin" else ("g++", "c++")
+    cxx = os.environ.get("CXX") or next(filter(None, map(shutil.which, names)), None)
     if not cxx or not shutil.which(cxx):
+        install = ("Install Apple's command-line tools (`xcode-select --install`)" if system == "Darwin" else
+                   "Install it (Debian/Ubuntu: `sudo apt-get install g++`; Fedora: `sudo dnf install gcc-c++`)")  # fmt: skip
         raise BuildError(
-            "no C++ compiler found: the custom op is compiled with g++ on first use. "
-            "Install it (Debian/Ubuntu: `sudo apt-get install g++`; Fedora: `sudo dnf install gcc-c++`) "
-            "or point $CXX at one, then run `cnnlab build-ops`."
+            f"no C++ compiler found: the custom op is compiled with {names[0]} on first use. "
+            f"{install} or point $CXX at one, then run `cnnlab build-ops`. Everything else works without it."
         )
     return cxx
 
@@ -161,18 +167,21 @@ def _cpu_features() -> str:
                     return line
     except OSError:
         pass
-    import platform  # noqa: PLC0415
-
     return platform.machine() + platform.processor()
 
 
-def _arch_flags(cxx: str) -> tuple[str, ...]:
-    """``-march=native``, minus AVX512-FP16 where the CPU has it.
+def _arch_flags(cxx: str, system: str = "Linux") -> tuple[str, ...]:
+    """``-march=native``, minus AVX512-FP16 where the CPU has it; none on macOS.
+
+    On macOS clang's default target for the machine (NEON on Apple silicon) is kept:
+    Apple's clang has no ``-march=native`` for arm64.
 
     g++ 12 enables AVX512-FP16 on CPUs that have it (Sapphire Rapids), and the
     Eigen headers TensorFlow ships do not compile with it; our kernels never
     use half precision, so turning it off costs nothing.
     """
+    if system == "Darwin":
+        return ()
     flags = ("-march=native",)
     if "avx512_fp16" in _cpu_features():
         probe = [cxx, "-march=native", "-mno-avx512fp16", "-x", "c++", "-fsyntax-only", os.devnull]
@@ -200,11 +209,14 @@ def plan(gpu: str = "auto") -> BuildPlan:
     from cnnlab.env import import_tensorflow  # noqa: PLC0415
 
     tf = import_tensorflow()
-    cxx = _find_cxx()
-    nvcc = _find_nvcc()
+    system = platform.system()
+    cxx = _find_cxx(system)
+    nvcc = _find_nvcc() if system == "Linux" else None
     cuda_build = tf.test.is_built_with_cuda()
     if gpu == "no":
         use_gpu, why = False, "GPU build not requested (gpu='no')"
+    elif system != "Linux":
+        use_gpu, why = False, f"no CUDA on {system}"
     elif nvcc is None:
         use_gpu, why = False, "nvcc not found"
     elif not cuda_build:
@@ -235,7 +247,8 @@ def plan(gpu: str = "auto") -> BuildPlan:
         tf_link_flags=link_flags,
         tf_include=tf.sysconfig.get_include(),
         cudart_dir=cudart_dir if use_gpu else None,
-        arch_flags=_arch_flags(cxx),
+        arch_flags=_arch_flags(cxx, system),
+        system=system,
     )
     digest = hashlib.sha256()
     for part in (
@@ -315,7 +328,9 @@ def _commands(p: BuildPlan, workdir: Path, output: Path) -> list[tuple[str, list
             objects.append(obj)
         # Static CUDA runtime first, TensorFlow's libraries after: see the module docstring.
         link_cuda = [f"-L{p.cudart_dir}", "-l:libcudart_static.a", "-ldl", "-lpthread", "-lrt"]
-    steps.append(("link", [p.cxx, "-shared", "-o", str(output), *objects, *link_cuda, *p.tf_link_flags]))
+    # macOS: TensorFlow's symbols are resolved when the library is loaded into the running TensorFlow.
+    shared = ["-shared", "-undefined", "dynamic_lookup"] if p.system == "Darwin" else ["-shared"]
+    steps.append(("link", [p.cxx, *shared, "-o", str(output), *objects, *link_cuda, *p.tf_link_flags]))
     return steps
 
 

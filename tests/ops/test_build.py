@@ -102,3 +102,36 @@ def test_gpu_build_links_the_cuda_runtime_statically_and_runs_cpu_kernels_withou
     tf = import_tensorflow()
     y = library.lab_conv2d(tf.ones([1, 4, 4, 2]), tf.ones([3, 3, 2, 1]), strides=[1, 1], padding="VALID")
     np.testing.assert_allclose(y, np.full((1, 2, 2, 1), 18.0))
+
+
+def _plan_for(system, cxx):
+    return build.BuildPlan(cxx=cxx, nvcc=None, gpu=False, why_cpu_only="", tf_version="2.21.0",
+                           tf_compile_flags=("-I/tf/include", "-D_GLIBCXX_USE_CXX11_ABI=1", "--std=c++17"),
+                           tf_link_flags=("-L/tf", "-ltensorflow_framework.2"), tf_include="/tf/include",
+                           cudart_dir=None, arch_flags=build._arch_flags(cxx, system), key="k", system=system)  # fmt: skip
+
+
+@pytest.mark.parametrize("system, cxx, library, link, arch", [
+    ("Linux", "g++", "lab_conv_cpu_k.so", ["-shared"], ["-march=native"]),
+    ("Darwin", "/usr/bin/clang++", "lab_conv_cpu_k.dylib", ["-shared", "-undefined", "dynamic_lookup"], []),
+])  # fmt: skip
+def test_the_command_lines_for_linux_and_macos(tmp_path, system, cxx, library, link, arch):
+    """Generated, never run: TensorFlow's macOS wheels load ops built with clang against tf.sysconfig's flags."""
+    plan = _plan_for(system, cxx)
+    assert plan.library.name == library
+    steps = build._commands(plan, tmp_path, tmp_path / library)
+    compiles, (label, linker) = steps[:-1], steps[-1]
+    assert [argv[0] for _, argv in compiles] == [cxx] * len(build.CPU_SOURCES) and label == "link"
+    for _, argv in compiles:
+        assert "-fPIC" in argv and "-I/tf/include" in argv and [f for f in argv if f.startswith("-m")] == arch
+        assert "nvcc" not in " ".join(argv)
+    assert linker[:1 + len(link)] == [cxx, *link] and linker[-2:] == ["-L/tf", "-ltensorflow_framework.2"]
+    assert ("-undefined" in linker) == (system == "Darwin")
+
+
+def test_macos_looks_for_clang_and_says_how_to_get_it(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(build.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(build.shutil, "which", lambda name: None)
+    with pytest.raises(build.BuildError, match=r"compiled with clang\+\+.*xcode-select --install"):
+        build.plan("no")
