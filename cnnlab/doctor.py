@@ -6,6 +6,7 @@ finding and exits non-zero when any of them is broken.
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import sys
@@ -109,10 +110,11 @@ def _custom_op() -> Finding:
     from cnnlab.ops import build  # noqa: PLC0415
 
     line = build.describe()
-    broken = line.startswith("cannot be built")
-    return Finding(
-        "custom op", line, not broken, "run `cnnlab build-ops` for the full error" if broken else ""
-    )
+    if line.startswith("cannot be built"):  # reported, not counted as broken: only two lesson cells need it
+        return Finding("custom op", f"{line} Lesson 02 then skips its cnnlab.ops timing and lesson 03 its "
+                                    "LabConv2D twin, each with one line; every other cell and every assignment "
+                                    "runs as usual.")  # fmt: skip
+    return Finding("custom op", line)
 
 
 def _grading_sandbox() -> Finding:
@@ -130,7 +132,8 @@ CHECKS: list[Callable[[], Finding | list[Finding]]] = [
     _python,
     _tensorflow,
     lambda: _compiler(
-        "g++", True, "builds the custom op", "apt-get install g++ (or your system's C++ compiler)"
+        "g++", False, "builds the custom op; the lessons and assignments run without it",
+        "apt-get install g++ (macOS: xcode-select --install)", lambda: shutil.which(os.environ.get("CXX") or "g++"),
     ),
     lambda: _compiler(
         "nvcc",

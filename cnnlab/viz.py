@@ -32,13 +32,16 @@ def stems(
 
 
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], *, cols: int = 4, cmap: str = "gray",
-               size: float = 2.2, symmetric: bool = False, colorbar: bool = False, label: str = "value"):  # fmt: skip
+               size: float = 2.2, symmetric: bool = False, colorbar: bool = False, label: str = "value",
+               limit: float | None = None):  # fmt: skip
     """Images ``(h, w)`` or ``(h, w, 3)`` in a grid with titles; pixel axes labelled on the first.
 
     Args:
         symmetric: signed maps (weights, differences): one colour scale centred on 0 and
             shared by every panel, so that colours compare across panels, with one colour
             bar labelled ``label``.
+        limit: with ``symmetric``, the scale's end (``-limit..limit``) instead of the largest
+            magnitude shown, so that two figures can share one scale.
         colorbar: a colour bar beside every 2-D panel, each on its own scale.
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -48,7 +51,8 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], *, cols: int
     for ax in axes.ravel():
         ax.axis("off")
     images = [np.asarray(image) for image in images]
-    limit = max(float(np.abs(image).max()) for image in images) if symmetric else None
+    if symmetric and limit is None:
+        limit = max(float(np.abs(image).max()) for image in images)
     shown = None
     for ax, image, title in zip(axes.ravel(), images, titles, strict=False):
         kwargs = {"vmin": -limit, "vmax": limit} if symmetric and image.ndim == 2 else {}

@@ -53,8 +53,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def jupyter(root: Path, app: str = "server", extensions: dict[str, bool] | None = None, timeout: float = 60):
-    """A ``jupyter server`` (or ``lab``) on ``root``; yields a :class:`Server`."""
+def jupyter(root: Path, app: str = "server", extensions: dict[str, bool] | None = None, timeout: float = 60,
+            env: dict[str, str] | None = None):  # fmt: skip
+    """A ``jupyter server`` (or ``lab``) on ``root``, with extra ``env``; yields a :class:`Server`."""
     port, token = _free_port(), secrets.token_hex(16)
     config = root.parent / f"jupyter-config-{port}"
     config.mkdir()
@@ -65,7 +66,8 @@ def jupyter(root: Path, app: str = "server", extensions: dict[str, bool] | None 
                f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"]  # fmt: skip
     if os.geteuid() == 0:
         command.append("--allow-root")
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, **(env or {}), "JUPYTER_CONFIG_DIR": str(config),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
     with log.open("w") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
     server = Server(f"http://127.0.0.1:{port}/", token, root, log)

@@ -84,3 +84,19 @@ def test_doctor_reports_a_missing_sandbox_without_failing(monkeypatch):
     finally:
         sandbox.probe.cache_clear()
     assert finding.ok and "cnnlab grade` will refuse" in finding.detail and "apt-get install bubblewrap" in finding.detail
+
+
+def test_python_m_cnnlab_setup_needs_only_the_standard_library():
+    """It runs before the packages exist: with no site-packages at all, it lists make lab's steps."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    done = subprocess.run([sys.executable, "-S", "-E", "-m", "cnnlab", "setup", "--dry-run", "--lab"], cwd=root,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    steps = [line for line in done.stdout.splitlines() if line.startswith("== ")]
+    assert [s.split(":")[0] for s in steps] == ["== upgrade pip", "== install the pinned packages", "== install cnnlab",
+                                                "== build the custom op", "== start JupyterLab"]  # fmt: skip
+    assert "requirements.txt" in steps[1] and "cnnlab.marking" in steps[-1] and "--notebook-dir=" in steps[-1]

@@ -69,3 +69,10 @@ def test_learning_curves_over_seeds_show_the_mean_and_one_standard_deviation():
     assert "mean ± sd of 3 seeds" in ax.get_ylabel()
     plt.close(fig)
 
+
+
+def test_two_signed_grids_can_share_one_given_scale():
+    fig = viz.image_grid([np.array([[0.1, -0.2], [0.3, 0.0]])], ["b"], cols=1, cmap="bwr", symmetric=True, limit=0.6)
+    (panel,) = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert panel.images[0].get_clim() == (-0.6, 0.6)
+    plt.close(fig)

@@ -7,6 +7,6 @@ kernels in ``cnnlab/ops/kernels/``. The library is compiled on first use
 (see :mod:`cnnlab.ops.build`); importing this package builds nothing.
 """
 
-from cnnlab.ops.api import conv2d, conv2d_backprop_filter, conv2d_backprop_input, load_library
+from cnnlab.ops.api import conv2d, conv2d_backprop_filter, conv2d_backprop_input, load_library, unavailable
 
-__all__ = ["conv2d", "conv2d_backprop_filter", "conv2d_backprop_input", "load_library"]
+__all__ = ["conv2d", "conv2d_backprop_filter", "conv2d_backprop_input", "load_library", "unavailable"]

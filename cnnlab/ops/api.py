@@ -14,7 +14,7 @@ from types import ModuleType
 
 from cnnlab.env import import_tensorflow
 
-__all__ = ["conv2d", "conv2d_backprop_filter", "conv2d_backprop_input", "load_library"]
+__all__ = ["conv2d", "conv2d_backprop_filter", "conv2d_backprop_input", "load_library", "unavailable"]
 
 _lock = threading.Lock()
 _library: ModuleType | None = None
@@ -37,6 +37,22 @@ def load_library() -> ModuleType:
             _register_gradients(tf, library)
             _library = library
     return _library
+
+
+def unavailable() -> str | None:
+    """``None`` when the op is ready (loaded, or built now, once); else one line: what is missing, how to get it.
+
+    For lessons and tools that can go on without the op (a machine with no C++ compiler).
+    """
+    from cnnlab.ops import build  # noqa: PLC0415
+
+    try:
+        load_library()
+    except build.BuildError as error:
+        return str(error).splitlines()[0]
+    except Exception as error:  # noqa: BLE001 -- TensorFlow's loader raises its own kinds
+        return f"the built op does not load ({type(error).__name__}: {str(error).splitlines()[0][:200]}); run `cnnlab doctor`"
+    return None
 
 
 def _register_gradients(tf, library: ModuleType) -> None:

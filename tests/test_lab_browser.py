@@ -1,0 +1,108 @@
+"""The lessons and exercises in a real browser: JupyterLab as `make lab` starts it, driven in headless chromium.
+
+Every lesson and every exercise opens with no kernel-selection dialog, shows its stored figures and no error
+output; lessons 01 and 02 are run top to bottom in the browser, with Run > Run All Cells, and must end with no
+error or stderr output, every figure drawn, and the kernel idle. Screenshots at a laptop's viewport land in the
+test's temporary folder.
+"""
+
+import json
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.browser import browser_page, jupyter
+
+ROOT = Path(__file__).parents[1]
+LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+EXERCISES = sorted(p.name for p in (ROOT / "exercises").glob("*.ipynb"))
+RUN_IN_BROWSER = ("01_conv1d_by_hand.ipynb", "02_2d_filters.ipynb")
+ERRORS = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+FIGURES = ".jp-OutputArea-output img"
+pytestmark = pytest.mark.slow
+
+
+def _figures(path: Path) -> int:
+    nb = nbformat.read(path, as_version=4)
+    return sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on copies of notebooks/ and exercises/ (a run in the browser must not touch the repository)."""
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "course"
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    shutil.copytree(ROOT / "exercises", root / "exercises")
+    settings = base / "lab-settings"  # render every cell (no windowing), no news prompt
+    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none"}))  # fmt: skip
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # fmt: skip
+    shots = base / "screenshots"
+    shots.mkdir()
+    with jupyter(root, app="lab", extensions={"cnnlab.marking": True},
+                 env={"JUPYTERLAB_SETTINGS_DIR": str(settings)}) as server, browser_page() as page:  # fmt: skip
+        yield server, page, shots
+
+
+def _open(server, page, folder: str, name: str) -> None:
+    page.goto(server.page_url(f"lab/tree/{folder}/{name}"))
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'",
+        timeout=90_000)  # fmt: skip
+
+
+def _no_dialog(page) -> None:
+    dialogs = page.locator(".jp-Dialog")
+    assert dialogs.count() == 0, dialogs.first.inner_text()
+
+
+@pytest.mark.parametrize("folder, name", [("notebooks", n) for n in LESSONS] + [("exercises", n) for n in EXERCISES])
+def test_every_notebook_opens_with_its_figures_and_no_errors(lab, folder, name):
+    server, page, shots = lab
+    _open(server, page, folder, name)
+    _no_dialog(page)
+    expected = _figures(server.root / folder / name)
+    page.wait_for_function(f"document.querySelectorAll({FIGURES!r}).length >= {expected}", timeout=30_000)
+    page.wait_for_function(f"[...document.querySelectorAll({FIGURES!r})].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator(ERRORS).count() == 0
+    if folder == "notebooks" or name.startswith("01"):
+        page.screenshot(path=shots / f"{folder}-{name}.png")
+    assert page.errors == []
+
+
+def _kernel_busy(server) -> bool:
+    with urllib.request.urlopen(server.page_url("api/kernels"), timeout=10) as response:
+        return any(k["execution_state"] != "idle" for k in json.loads(response.read()))
+
+
+@pytest.mark.parametrize("name", RUN_IN_BROWSER)
+def test_run_all_cells_in_the_browser(lab, name):
+    server, page, shots = lab
+    _open(server, page, "notebooks", name)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    deadline = time.monotonic() + 180
+    time.sleep(2)
+    while time.monotonic() < deadline:  # every prompt numbered (none left at [*]) and the kernel idle
+        prompts = page.locator(".jp-InputPrompt").all_inner_texts()
+        if prompts and not any("*" in p for p in prompts) and not _kernel_busy(server):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"{name} was still running after 180 s")
+    page.screenshot(path=shots / f"ran-{name}.png", full_page=False)
+    assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).first.inner_text()
+    expected = _figures(server.root / "notebooks" / name)
+    assert page.locator(FIGURES).count() == expected
+    assert page.evaluate(f"[...document.querySelectorAll({FIGURES!r})].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator(".jp-Notebook-ExecutionIndicator").first.get_attribute("data-status") == "idle"
+    assert page.errors == []
