@@ -53,8 +53,11 @@ def lab(tmp_path_factory):
 
 
 def _open(server, page, folder: str, name: str) -> None:
-    page.goto(server.page_url(f"lab/tree/{folder}/{name}"))
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    """Open one notebook in a fresh workspace (``?reset``), after shutting down the kernels of the last one."""
+    for kernel in page.request.get(server.page_url("api/kernels")).json():
+        page.request.delete(server.page_url(f"api/kernels/{kernel['id']}"))
+    page.goto(server.page_url(f"lab/tree/{folder}/{name}?reset"))
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=60_000)
     page.wait_for_function(
         "document.querySelector('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'",
         timeout=90_000)  # fmt: skip
