@@ -112,8 +112,9 @@ def compiler_version(path: str) -> str:
     return lines[-1] if "nvcc" in Path(path).name else lines[0]
 
 
-def _find_cxx(system: str) -> str:
+def _find_cxx(system: str | None = None) -> str:
     """$CXX, else the platform's compiler: g++ on Linux, the Xcode command-line tools' clang++ on macOS."""
+    system = system or platform.system()
     names = ("clang++", "c++") if system == "Darwin" else ("g++", "c++")
     cxx = os.environ.get("CXX") or next(filter(None, map(shutil.which, names)), None)
     if not cxx or not shutil.which(cxx):
