@@ -33,7 +33,7 @@ SOURCES = {"recorded": FIXTURES / "source", "plain": FIXTURES / "plain"}
 SUBMISSIONS = FIXTURES / "submissions"
 EXPECTED = json.loads((SUBMISSIONS / "expected.json").read_text())
 INTAKE = {"symlinked_to_source": ["rejected", 0], "fifo": ["rejected", 0], "two_untitled": ["duplicate", None]}
-LIMITS = ["--timeout", "10", "--notebook-timeout", "90", "--memory-mb", "1500", "--workers", "2", "--scratch-mb", "64"]
+LIMITS = ["--timeout", "20", "--notebook-timeout", "120", "--memory-mb", "1500", "--workers", "2", "--scratch-mb", "64"]
 SECRET_ENV, SECRET_FILE = f"SECRET-ENV-{secrets.token_hex(8)}", f"SECRET-FILE-{secrets.token_hex(8)}"
 pytestmark = pytest.mark.slow
 
