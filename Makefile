@@ -66,26 +66,25 @@ $(CUDA_STAMP): requirements-cuda.txt $(STAMP)
 ops: $(STAMP)
 	$(BIN)/cnnlab build-ops
 
-# The grader refuses to grade without bubblewrap, and so do its tests: install it, or say how.
+# $(call system_package,COMMAND,PACKAGE,WHAT IT IS FOR,OTHER DISTRIBUTIONS): install PACKAGE with apt-get
+# when running as root on Debian or Ubuntu and COMMAND is missing; otherwise say how, and stop.
+define system_package
+@command -v $(1) >/dev/null || { \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+    echo "== installing $(2) ($(3))"; \
+    apt-get update -qq && apt-get install -y -qq $(2) >/dev/null; \
+  else \
+    echo "make test needs $(2) for $(3): sudo apt-get install $(2)$(4)" >&2; exit 1; \
+  fi; }
+endef
+
+# The grader refuses to grade without bubblewrap, and so do its tests.
 sandbox:
-	@command -v bwrap >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "== installing bubblewrap (the grader's sandbox)"; \
-	    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
-	  else \
-	    echo "make test needs bubblewrap for the grader's sandbox: sudo apt-get install bubblewrap" \
-	         "(Fedora: sudo dnf install bubblewrap)" >&2; exit 1; \
-	  fi; }
+	$(call system_package,bwrap,bubblewrap,the grader's sandbox, (Fedora: sudo dnf install bubblewrap))
 
 # The browser tests drive Debian's chromium with Playwright (Playwright's own browser download is unreachable).
 browser:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "== installing chromium (the browser tests)"; \
-	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "make test needs chromium for the browser tests: sudo apt-get install chromium" >&2; exit 1; \
-	  fi; }
+	$(call system_package,chromium,chromium,the browser tests,)
 
 exercises: setup
 	$(BIN)/cnnlab assign solutions exercises
