@@ -12,6 +12,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum 
 CUDA_STAMP := $(VENV)/.cuda-$(shell cat requirements-cuda.txt | cksum | cut -d' ' -f1)
 LAB_ARGS ?=
 PYTEST_ARGS ?=
+# One more pytest worker than cores: much of the suite waits (kernels starting, sandbox timeouts,
+# pip, the browser), and with 2 workers on 2 cores a quarter of the CPU time went unused.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 LESSONS := $(wildcard notebooks/*.ipynb)
 SOLUTIONS := $(wildcard solutions/*.ipynb)
 # nbval runs the lessons and the assignment sources; exercises/ are checked by `assign --check`.
@@ -42,7 +45,7 @@ endif
 	@echo "== the cached networks assignments 05 and 06 start from (the grader's sandbox cannot write them)"
 	$(BIN)/cnnlab pretrain
 	@echo "== tests$(if $(NOTEBOOK_DIRS), and notebooks in $(NOTEBOOK_DIRS))"
-	$(BIN)/python -m pytest -m "" -v -n 2 --dist loadfile $(PYTEST_ARGS) tests \
+	$(BIN)/python -m pytest -m "" -v -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests \
 	  $(if $(NOTEBOOK_DIRS),$(NOTEBOOK_DIRS) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg)
 
 setup: $(STAMP) ops
