@@ -16,15 +16,3 @@ settings.load_profile("cnnlab")
 # nbval must never collect them; the grading tests run them under the grader's limits.
 collect_ignore_glob = ["fixtures/*"]
 
-
-def pytest_collection_modifyitems(config, items):
-    """Long files first: xdist hands out files (``--dist loadfile``) in collection order.
-
-    The lessons run by nbval (one to six minutes each), then every file with a ``slow`` test,
-    start before the quick files, which then fill the workers' gaps at the end instead of one
-    worker finishing a six-minute file alone. The sort is stable: each file's items, a
-    notebook's cells included, keep their order.
-    """
-    lessons = config.rootpath / "notebooks"
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: 0 if item.path.parent == lessons else 1 if item.path in slow_files else 2)
