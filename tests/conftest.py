@@ -15,4 +15,3 @@ settings.load_profile("cnnlab")
 # The grading fixtures are notebooks built to misbehave (infinite loops, 30 GB allocations):
 # nbval must never collect them; the grading tests run them under the grader's limits.
 collect_ignore_glob = ["fixtures/*"]
-

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,13 @@ def test_postbuild_builds_the_op_and_trains_the_networks_in_a_new_prefix(tmp_pat
     subprocess.run([sys.executable, "-m", "venv", str(prefix)], check=True)
     python = prefix / "bin" / "python"
     (site_packages,) = prefix.glob("lib/python*/site-packages")
-    pins = [p for p in sys.path if p.endswith("site-packages") and Path(p, "tensorflow").is_dir()]
+    pins = sysconfig.get_path("purelib")  # this interpreter's site-packages, where make setup installed them
     # A path line, not an import: the .pth files of that folder (cnnlab's editable install) stay unread.
-    (site_packages / "installed_pins.pth").write_text(pins[0] + "\n")
+    (site_packages / "installed_pins.pth").write_text(pins + "\n")
     # As on Binder: the image's own tools and the system's (g++), no CUDA toolkit. This machine's
     # /usr/local/cuda and NVIDIA's nvcc wheels (requirements-cuda.txt, which binder/ does not install)
     # are hidden under empty tmpfs mounts, so the op is built as a Binder image builds it.
-    toolkits = [os.path.realpath("/usr/local/cuda"), os.path.join(pins[0], "nvidia")]  # /usr/local/cuda links to cuda-13.0
+    toolkits = [os.path.realpath("/usr/local/cuda"), os.path.join(pins, "nvidia")]  # /usr/local/cuda links to cuda-13.0
     hide = [arg for toolkit in toolkits if os.path.isdir(toolkit) for arg in ("--tmpfs", toolkit)]
     without_cuda = [shutil.which("bwrap"), "--dev-bind", "/", "/", *hide, "--"]
     env = {"PATH": f"{prefix / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path / "home"),
