@@ -81,7 +81,7 @@ def _assign(args: argparse.Namespace) -> int:
 
 def _grade(args: argparse.Namespace) -> int:
     from cnnlab.grading.execute import Limits  # noqa: PLC0415
-    from cnnlab.grading.grade import GradeRun, grade  # noqa: PLC0415
+    from cnnlab.grading.grade import GradeRun, Interrupted, grade  # noqa: PLC0415
     from cnnlab.grading.late import LatePolicy, parse_duration, parse_time  # noqa: PLC0415
     from cnnlab.grading.sandbox import SandboxUnavailable  # noqa: PLC0415
     from cnnlab.grading.source import SourceError  # noqa: PLC0415
@@ -98,11 +98,19 @@ def _grade(args: argparse.Namespace) -> int:
         return 1
     limits = Limits(cell_seconds=args.timeout, notebook_seconds=args.notebook_timeout, memory_mb=args.memory_mb,
                     output_bytes=args.max_output, processes=args.max_processes, scratch_mb=args.scratch_mb)  # fmt: skip
+    tls = (args.tls_ca_file, args.tls_cert, args.tls_key)
+    if any(tls) and not all(tls):
+        print("cnnlab grade: --tls-ca-file, --tls-cert and --tls-key go together", file=sys.stderr)
+        return 1
     run = GradeRun(source=args.source, out=args.out, limits=limits, workers=args.workers, seed=args.seed,
                    sandbox=args.sandbox, only_not_gradable=args.only_not_gradable, late_policy=policy,
-                   scheduler=args.scheduler)  # fmt: skip
+                   scheduler=args.scheduler, insecure=args.insecure, tls=tls if all(tls) else None,
+                   kernel_uids=args.kernel_uids)  # fmt: skip
     try:
         results = grade(args.submissions, run)
+    except Interrupted as error:
+        print(f"cnnlab grade: {error}", file=sys.stderr)
+        return 130
     except SandboxUnavailable as error:
         print(f"cnnlab grade: refusing to grade: {error}", file=sys.stderr)
         return 2
@@ -118,7 +126,7 @@ def _grade(args: argparse.Namespace) -> int:
     for result in results:
         statuses[result.status] = statuses.get(result.status, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-    print(f"graded {len(results)} submission(s) ({summary}) -> {args.out}/grades.csv")
+    print(f"the sheet holds {len(results)} row(s) ({summary}) -> {args.out}/grades.csv")
     if statuses.get("not-gradable"):
         print(f"{statuses['not-gradable']} could not be graded (see their notes); once fixed, run the same command "
               "with --only-not-gradable to grade just those")  # fmt: skip
@@ -269,8 +277,15 @@ def parser() -> argparse.ArgumentParser:
                             "recorded in the grade sheet)")  # fmt: skip
     grade.add_argument("--only-not-gradable", action="store_true",
                        help="grade again only the rows an earlier run into --out marked not-gradable")  # fmt: skip
-    grade.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+    grade.add_argument("--scheduler", default=None, metavar="tls://HOST:PORT",
                        help="grade on the workers of this Dask scheduler (each in its own sandbox) instead of here")  # fmt: skip
+    grade.add_argument("--insecure", action="store_true",
+                       help="allow a plain tcp:// scheduler, unauthenticated (grades.json records it)")  # fmt: skip
+    grade.add_argument("--tls-ca-file", default=None, help="CA certificate of the cluster (with --tls-cert, --tls-key)")
+    grade.add_argument("--tls-cert", default=None, help="this grader's certificate for a tls:// scheduler")
+    grade.add_argument("--tls-key", default=None, help="this grader's private key for a tls:// scheduler")
+    grade.add_argument("--kernel-uids", default=None, metavar="START-END",
+                       help="uids kernels run as when grading as root (default 60578-61183, or $CNNLAB_KERNEL_UIDS)")  # fmt: skip
     late = grade.add_argument_group("deadline and late penalty (the time comes from nbgrader's timestamp.txt)")
     late.add_argument("--due", help="due date and time, e.g. 2026-12-01T23:59+01:00 (no zone: UTC)")
     late.add_argument("--late-penalty", type=float, default=None,

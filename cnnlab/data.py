@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.paths import keras_cache_file
+
 __all__ = [
     "WeightsUnavailable",
     "imagenet_weights",
@@ -90,20 +92,6 @@ class Split:
 def offline_forced() -> bool:
     """True when ``CNNLAB_OFFLINE`` asks every loader to skip the network."""
     return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def keras_cache_file(subdir: str, filename: str) -> Path:
-    """Where ``keras.utils.get_file(filename, cache_subdir=subdir)`` keeps (or would keep) a file.
-
-    Mirrors ``get_file``: ``$KERAS_HOME`` or ``~/.keras``, falling back to
-    ``/tmp/.keras`` when that is not writable.
-    """
-    home = Path(os.path.expanduser(os.environ.get("KERAS_HOME", os.path.join("~", ".keras"))))
-    candidates = [home / subdir / filename, Path("/tmp/.keras") / subdir / filename]
-    for path in candidates:
-        if path.is_file():
-            return path
-    return candidates[0]
 
 
 def _keras_mnist_cache() -> Path:

@@ -85,10 +85,10 @@ def deep_net(
 
 
 def model_cache_dir() -> Path:
-    """``~/.cache/cnnlab/models``: the trained networks later notebooks start from."""
-    from cnnlab.ops.build import cache_dir  # noqa: PLC0415
+    """The trained networks later notebooks start from: :func:`cnnlab.paths.models_cache`."""
+    from cnnlab.paths import models_cache  # noqa: PLC0415
 
-    return cache_dir().parent / "models"
+    return models_cache()
 
 
 def mnist_convnet_path() -> Path:

@@ -37,11 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.grading.execute import Limits
-from cnnlab.grading.grade import Assignment, _Kernels, grader_failure, prepare, run_and_score
 from cnnlab.grading.intake import Submission
-from cnnlab.grading.report import SubmissionResult
+from cnnlab.grading.kernels import Kernels
+from cnnlab.grading.pipeline import Assignment, grader_failure, prepare, run_and_score
 from cnnlab.grading.sandbox import Sandbox, kernel_uids, probe
 from cnnlab.grading.score import Reference
+from cnnlab.grading.sheet import SubmissionResult
 
 __all__ = ["ClusterUnavailable", "LoopbackCluster", "loopback_cluster", "run_all"]
 
@@ -91,23 +92,56 @@ def grade_on_worker(sub: Submission, shared: tuple[Assignment, Reference], nb, l
     """Run on a Dask worker: execute and score one read submission, as a local run would."""
     assignment, reference = shared
     free, root = _slots(sandboxed)
-    kernels = _Kernels(Sandbox(enabled=sandboxed, limits=limits), limits, seed, root, free)
+    kernels = Kernels(Sandbox(enabled=sandboxed, limits=limits), limits, seed, root, free)
     return run_and_score(sub, assignment, reference, nb, kernels)
 
 
 # --------------------------------------------------------------------------- grader side
+def check_address(address: str, insecure: bool) -> None:
+    """Refuse a scheduler address that would carry submissions and results unauthenticated.
+
+    ``tls://`` (certificates from ``--tls-*`` or Dask's ``distributed.comm.tls`` settings) is the
+    default; a plain ``tcp://`` address needs ``insecure`` (``--insecure``, recorded in grades.json).
+    Raises :class:`ClusterUnavailable`.
+    """
+    scheme = address.split("://", 1)[0] if "://" in address else "tcp"
+    if scheme == "tls" or (insecure and scheme in ("tcp", "inproc", "ucx", "ws")):
+        return
+    if scheme not in ("tcp", "inproc", "ucx", "ws", "wss"):
+        raise ClusterUnavailable(f"--scheduler {address}: the address must start with tls:// (or tcp:// with --insecure)")
+    raise ClusterUnavailable(f"--scheduler {address}: a {scheme}:// connection has no authentication, so anyone "
+                             "who reaches the scheduler could run code as root on the workers or change results; "
+                             "use a tls:// address (with --tls-ca-file, --tls-cert and --tls-key, or Dask's "
+                             "distributed.comm.tls settings), or pass --insecure on a private network (grades.json "
+                             "records it)")  # fmt: skip
+
+
+def security(tls: tuple[str, str, str] | None):
+    """Dask's ``Security`` for ``(ca_file, cert, key)``, or None to take Dask's own configuration."""
+    if tls is None:
+        return None
+    from distributed.security import Security  # noqa: PLC0415
+
+    ca_file, cert, key = tls
+    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+
+
 def run_all(address: str, jobs: list[tuple[Submission, Assignment | None, Reference | None, str]], limits: Limits,
-            seed: int, sandboxed: bool, progress: bool) -> list[SubmissionResult]:  # fmt: skip
+            seed: int, sandboxed: bool, progress: bool, finished=lambda row: row, *, insecure: bool = False,
+            tls: tuple[str, str, str] | None = None) -> list[SubmissionResult]:  # fmt: skip
     """Grade ``jobs`` (submission, assignment, reference, why unavailable) on the cluster at ``address``.
 
-    Returns one row per job, in order. Raises :class:`ClusterUnavailable` when no scheduler answers.
+    ``finished(row)`` is called on each row as it arrives (the journal) and returns the row kept.
+    Returns one row per job, in order. Raises :class:`ClusterUnavailable` when no scheduler answers
+    or the address is not allowed (:func:`check_address`).
     """
+    check_address(address, insecure)
     from distributed import Client, as_completed  # noqa: PLC0415
     from distributed.scheduler import KilledWorker  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
 
     try:
-        client = Client(address, timeout=CONNECT_SECONDS)
+        client = Client(address, timeout=CONNECT_SECONDS, security=security(tls))
     except (OSError, TimeoutError, ValueError) as error:
         raise ClusterUnavailable(f"--scheduler {address}: no Dask scheduler answered within {CONNECT_SECONDS} s "
                                  f"({type(error).__name__}: {error})") from None  # fmt: skip
@@ -119,7 +153,7 @@ def run_all(address: str, jobs: list[tuple[Submission, Assignment | None, Refere
         for index, (sub, assignment, reference, unavailable) in enumerate(jobs):
             done, nb = prepare(sub, assignment, reference, unavailable)
             if done is not None:
-                results[index] = done
+                results[index] = finished(done)
                 continue
             if assignment.name not in shared:  # the source and its reference values, sent to every worker once
                 shared[assignment.name] = client.scatter((assignment, reference), broadcast=True, hash=False)
@@ -132,13 +166,14 @@ def run_all(address: str, jobs: list[tuple[Submission, Assignment | None, Refere
             index = futures[future]
             sub = jobs[index][0]
             try:
-                results[index] = future.result()
+                row = future.result()
             except KilledWorker as error:
-                results[index] = SubmissionResult(sub.student, sub.assignment, str(sub.path), "not-gradable", notes=(
+                row = SubmissionResult(sub.student, sub.assignment, str(sub.path), "not-gradable", notes=(
                     f"every Dask worker that tried to grade it died ({error}); grade it again with "
                     "--only-not-gradable",))  # fmt: skip
             except Exception as error:  # noqa: BLE001 -- the grader's (or the cluster's) failure, never a zero
-                results[index] = grader_failure(sub, error)
+                row = grader_failure(sub, error)
+            results[index] = finished(row)
             bar.update(1)
         bar.close()
     return [r for r in results if r is not None]

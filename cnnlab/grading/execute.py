@@ -6,15 +6,22 @@
   whole process tree every 0.1 s (processes counted, proportional memory summed)
   and kills it when it passes a ceiling or the notebook's deadline (a kernel
   that ignores interrupts ends there too);
-* output: text beyond the cap is dropped, with one note in the feedback;
-  grading records have their own, larger cap;
+* memory and processes, where the grader is root: also a cgroup per kernel
+  (:mod:`cnnlab.grading.cgroups`), which the Linux kernel enforces and which
+  counts shared memory (a memfd) that no process table shows;
+* output: every message's size is checked before it is decoded (one huge
+  message never becomes a string in this process), a message that cannot be
+  decoded is dropped, and text beyond the cap is dropped, with one note in the
+  feedback; grading records have their own, larger cap;
 * files, processes per user and scratch size: set by the sandbox
   (:mod:`cnnlab.grading.sandbox`) as resource limits and a sized tmpfs.
 
 What each cell's ``execute_reply`` said is kept (:class:`Reply`): that, not
 the outputs a submission may suppress, is what decides whether a cell failed.
-A kernel that never starts is the grader's failure (``status ==
-"not-started"``), never the student's.
+A kernel that never starts (``status == "not-started"``) and an exception in
+the grader while the notebook runs (``status == GRADER_ERROR``) are the
+grader's failures, never the student's: only a dead kernel and a limit
+enforced here become a student's status.
 """
 
 from __future__ import annotations
@@ -28,14 +35,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jupyter_client.session import Session
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
+from traitlets import Integer
 
+from cnnlab.grading.cgroups import KernelCgroup, kill_pid, start_time
 from cnnlab.grading.record import MIME
 
-__all__ = ["Execution", "Limits", "Reply", "execute"]
+__all__ = ["GRADER_ERROR", "Execution", "Limits", "Reply", "execute"]
 
 SANDBOX_EXIT_SECONDS = 30
+GRADER_ERROR = "grader-error"  # an exception in this process while the notebook ran: not the student's doing
+DROPPED = "cnnlab_dropped"  # metadata flag of a message replaced by a stub (too large, or undecodable)
 
 
 @dataclass(frozen=True)
@@ -73,16 +85,23 @@ class Execution:
     died_at_cell: int | None = None
     detail: str = ""
     peak_memory_mb: float = 0.0
+    enforced_by: str = "watchdog"  # or "cgroup": what held memory and processes to their limits
 
 
 def _tree(root: int, cap: int = 1 << 30) -> list[int]:
     """``root`` and its descendants (Linux /proc), stopping past ``cap`` of them (a fork bomb is big)."""
+    return [pid for pid, _ in _tree_with_starts(root, cap)]
+
+
+def _tree_with_starts(root: int, cap: int = 1 << 30) -> list[tuple[int, str | None]]:
+    """``(pid, start time)`` of ``root`` and its descendants: the start time tells a recycled pid apart."""
     found, stack, seen = [], [root], set()
     while stack and len(found) <= cap:
         pid = stack.pop()
         if pid in seen:
             continue
         seen.add(pid)
+        started = start_time(pid)
         try:
             children = []
             for task in os.listdir(f"/proc/{pid}/task"):
@@ -90,7 +109,7 @@ def _tree(root: int, cap: int = 1 << 30) -> list[int]:
                     children += [int(c) for c in handle.read().split()]
         except (OSError, ValueError):
             continue
-        found.append(pid)
+        found.append((pid, started))
         stack.extend(children)
     return found
 
@@ -154,11 +173,16 @@ def _memory_mb(pids: list[int]) -> float:
 
 
 class _Watchdog(threading.Thread):
-    """Kills the kernel's process tree past a limit; ``reason`` says which, ``peak`` the memory seen."""
+    """Kills the kernel's process tree past a limit; ``reason`` says which, ``peak`` the memory seen.
 
-    def __init__(self, pid: int, limits: Limits, started: float):
+    With a cgroup, the Linux kernel enforces memory (shared memory counted) and tasks itself; the
+    watchdog still counts processes and the notebook's time, and kills through the cgroup. Every
+    signal goes through a pidfd to a process checked to be the one listed (no recycled pid is hit).
+    """
+
+    def __init__(self, pid: int, limits: Limits, started: float, cgroup: KernelCgroup | None = None):
         super().__init__(daemon=True, name=f"cnnlab-watchdog-{pid}")
-        self.pid, self.limits, self.started = pid, limits, started
+        self.pid, self.limits, self.started, self.cgroup = pid, limits, started, cgroup
         self.reason: str | None = None
         self.peak = 0.0
         self.sandbox_init: int | None = None  # pid 1 of the sandbox's PID namespace, once seen
@@ -166,28 +190,29 @@ class _Watchdog(threading.Thread):
 
     def run(self) -> None:
         while not self._finished.wait(0.1):
-            pids = _tree(self.pid, cap=self.limits.processes + 3)
+            listed = _tree_with_starts(self.pid, cap=self.limits.processes + 3)
+            pids = [pid for pid, _ in listed]
             if self.sandbox_init is None:
                 self.sandbox_init = _sandbox_init(pids[:3])  # bwrap, then its pid 1: near the root
             if len(pids) > self.limits.processes + 3:  # + the sandbox's own processes
-                self._kill("processes", pids)
+                self._kill("processes", listed)
                 return
             memory = _memory_mb(pids)
-            self.peak = max(self.peak, memory)
-            if memory > self.limits.memory_mb:
-                self._kill("memory", pids)
+            self.peak = max(self.peak, memory, self.cgroup.peak_mb() if self.cgroup else 0.0)
+            if memory > self.limits.memory_mb or (self.cgroup is not None and self.cgroup.oom_killed()):
+                self._kill("memory", listed)
             elif time.monotonic() - self.started > self.limits.notebook_seconds:
-                self._kill("timeout", pids)
+                self._kill("timeout", listed)
             if self.reason:
                 return
 
-    def _kill(self, reason: str, pids: list[int]) -> None:
+    def _kill(self, reason: str, listed: list[tuple[int, str | None]]) -> None:
         self.reason = reason
-        for kill, target in ((os.killpg, self.pid), *((os.kill, pid) for pid in pids)):
-            try:
-                kill(target, signal.SIGKILL)
-            except OSError:
-                pass
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        for pid, started in listed:
+            if started is not None:
+                kill_pid(pid, expect_start=started)
 
     def finish(self) -> None:
         """Stop watching and wait for the thread, so ``reason`` and ``peak`` are final."""
@@ -195,12 +220,69 @@ class _Watchdog(threading.Thread):
         self.join()
 
 
+def _text_size(value, depth: int = 0) -> int:
+    """Characters of text in a decoded message part, without copying it (``repr`` would)."""
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if depth > 20:
+        return 0
+    if isinstance(value, dict):
+        return sum(len(str(k)) + _text_size(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_text_size(v, depth + 1) for v in value)
+    return 8
+
+
+class CappedSession(Session):
+    """A Jupyter session that checks each message's size before decoding it, and never raises on one.
+
+    A message whose content is over ``max_bytes``, or that cannot be decoded at all, becomes
+    a stub flagged in its metadata: an empty ``stream`` (or an ``error`` reply), which
+    :class:`_GradingClient` counts as dropped output.
+    """
+
+    max_bytes = Integer(50_000_000, help="largest message content decoded, in bytes").tag(config=False)
+
+    def deserialize(self, msg_list, content=True, copy=True):
+        try:
+            message = super().deserialize(msg_list, content=False, copy=copy)
+        except Exception:  # noqa: BLE001 -- anything a kernel sends must not raise here
+            return self._stub({"msg_id": "", "msg_type": "stream"}, {})
+        if not content:
+            return message
+        raw = message["content"]
+        data = raw.bytes if hasattr(raw, "bytes") else raw
+        if len(data) > self.max_bytes:
+            return self._stub(message["header"], message["parent_header"])
+        try:
+            message["content"] = self.unpack(data)
+            if not isinstance(message["content"], dict):
+                raise TypeError("content is not an object")
+        except Exception:  # noqa: BLE001 -- too deep, not JSON, not an object
+            return self._stub(message["header"], message["parent_header"])
+        return message
+
+    @staticmethod
+    def _stub(header, parent) -> dict:
+        header = dict(header) if isinstance(header, dict) else {}
+        kind = str(header.get("msg_type", ""))
+        if kind.endswith("_reply"):
+            content = {"status": "error", "ename": "MessageDropped", "evalue": "", "traceback": []}
+        else:
+            kind, content = "stream", {"name": "stdout", "text": ""}
+        header["msg_type"] = kind
+        return {"header": header, "msg_id": str(header.get("msg_id", "")), "msg_type": kind,
+                "parent_header": parent if isinstance(parent, dict) else {}, "metadata": {DROPPED: True},
+                "content": content, "buffers": []}  # fmt: skip
+
+
 class _GradingClient(NotebookClient):
     """nbclient with an output cap, the replies kept, and a hook that starts the watchdog."""
 
-    def __init__(self, *args, limits: Limits, execution: Execution, **kwargs):
+    def __init__(self, *args, limits: Limits, execution: Execution, cgroup: KernelCgroup | None = None,
+                 lock_ipc: Path | None = None, **kwargs):  # fmt: skip
         super().__init__(*args, **kwargs)
-        self.limits, self.execution = limits, execution
+        self.limits, self.execution, self.cgroup, self.lock_ipc = limits, execution, cgroup, lock_ipc
         self.text_bytes = self.record_bytes = 0
         self.watchdog: _Watchdog | None = None
         self.current_cell = -1
@@ -216,9 +298,13 @@ class _GradingClient(NotebookClient):
         await super().async_start_new_kernel(**kwargs)
 
     def _start_watchdog(self, **_):
+        if self.lock_ipc is not None:
+            # The kernel has bound its sockets: from now on it may write nothing on the host.
+            os.chown(self.lock_ipc, 0, 0)
+            os.chmod(self.lock_ipc, 0o711)
         pid = self.km.provisioner.pid if self.km and self.km.provisioner else None
         if pid:
-            self.watchdog = _Watchdog(pid, self.limits, time.monotonic())
+            self.watchdog = _Watchdog(pid, self.limits, time.monotonic(), self.cgroup)
             self.watchdog.start()
 
     def _cell_start(self, cell, cell_index, **_):
@@ -237,8 +323,11 @@ class _GradingClient(NotebookClient):
 
     def output(self, outs, msg, display_id, cell_index):
         content = msg.get("content", {})
+        if not isinstance(content, dict) or msg.get("metadata", {}).get(DROPPED):
+            self.execution.output_truncated = True
+            return None
         data = content.get("data", {}) if isinstance(content.get("data"), dict) else {}
-        size = len(repr(content))
+        size = _text_size(content)
         if MIME in data:
             self.record_bytes += size
             over = self.record_bytes > self.limits.record_bytes
@@ -248,7 +337,11 @@ class _GradingClient(NotebookClient):
         if over:
             self.execution.output_truncated = True
             return None
-        return super().output(outs, msg, display_id, cell_index)
+        try:
+            return super().output(outs, msg, display_id, cell_index)
+        except Exception:  # noqa: BLE001 -- an output nbformat cannot hold is dropped, not the grader's failure
+            self.execution.output_truncated = True
+            return None
 
 
 def _shut_down(km) -> None:
@@ -262,15 +355,19 @@ def _shut_down(km) -> None:
         pass
 
 
-def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, limits: Limits) -> Execution:
+def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, limits: Limits, *,
+            cgroup: KernelCgroup | None = None, lock_ipc: bool = False) -> Execution:  # fmt: skip
     """Execute ``nb`` in place in a new kernel ``kernel_name`` found in ``kernel_dirs``.
 
-    The kernel starts in ``cwd`` and talks to this process over Unix sockets in ``ipc_dir``.
+    The kernel starts in ``cwd`` and talks to this process over Unix sockets in ``ipc_dir``;
+    ``lock_ipc`` (root, kernel under a uid of its own): once the kernel is up, ``ipc_dir``
+    becomes root's and read-only to it. ``cgroup``: the kernel's, made by the caller.
     """
     from jupyter_client import AsyncKernelManager  # noqa: PLC0415
     from jupyter_client.kernelspec import KernelSpecManager  # noqa: PLC0415
 
-    execution = Execution()
+    execution = Execution(enforced_by="cgroup" if cgroup is not None else "watchdog")
+    session = CappedSession(max_bytes=max(limits.output_bytes, limits.record_bytes) + 1_000_000)
     # The asynchronous manager matters: with a blocking client, nbclient's wait for
     # output from a kernel that has died blocks its event loop for ever.
     km = AsyncKernelManager(
@@ -279,9 +376,11 @@ def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, l
         transport="ipc",
         ip=str(ipc_dir / "k"),
         connection_file=str(ipc_dir / "connection.json"),
+        session=session,
     )
     client = _GradingClient(
-        nb, km=km, limits=limits, execution=execution, timeout=int(max(1, limits.cell_seconds)),
+        nb, km=km, limits=limits, execution=execution, cgroup=cgroup, lock_ipc=ipc_dir if lock_ipc else None,
+        timeout=int(max(1, limits.cell_seconds)),
         startup_timeout=120, allow_errors=True, interrupt_on_timeout=True,
         error_on_timeout={"ename": "CellTimeout", "evalue": f"the cell ran longer than {limits.cell_seconds:g} s",
                           "traceback": []},
@@ -291,9 +390,9 @@ def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, l
         client.execute()
     except DeadKernelError as error:
         execution.status, execution.died_at_cell, execution.detail = "kernel-died", client.current_cell, str(error)
-    except Exception as error:  # noqa: BLE001 -- e.g. the kernel never started
-        execution.status, execution.died_at_cell = "kernel-died", client.current_cell
-        execution.detail = f"{type(error).__name__}: {error}"
+    except Exception as error:  # noqa: BLE001 -- the kernel never started, or a failure in this process
+        execution.status, execution.died_at_cell = GRADER_ERROR, client.current_cell
+        execution.detail = f"{type(error).__name__}: {str(error)[:500]}"
     finally:
         # nbclient's own exit hook fails on a kernel that never started.
         atexit.unregister(client._cleanup_kernel)
@@ -303,10 +402,12 @@ def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, l
             execution.peak_memory_mb = client.watchdog.peak
             if client.watchdog.reason:
                 execution.status, execution.died_at_cell = client.watchdog.reason, client.current_cell
+        if cgroup is not None and cgroup.oom_killed() and execution.status in ("ok", "kernel-died", GRADER_ERROR):
+            execution.status, execution.died_at_cell = "memory", client.current_cell
             init = client.watchdog.sandbox_init
             if init is not None and not _wait_for_sandbox_exit(init, SANDBOX_EXIT_SECONDS):
                 execution.detail += f" (the sandbox's processes were still exiting after {SANDBOX_EXIT_SECONDS} s)"
-    if execution.status == "kernel-died" and not execution.replies and client.current_cell < 0:
+    if execution.status in ("kernel-died", GRADER_ERROR) and not execution.replies and client.current_cell < 0:
         execution.status = "not-started"  # no cell ever ran: nothing the submission did
     if execution.status == "ok" and execution.timed_out_cells:
         execution.status = "timeout"

@@ -13,7 +13,9 @@ grades: CSV file* maps in its form.
 The score sent is ``final``: the total after the late penalty. Rows nobody
 could score, and roster students with no submission, are left empty (an empty
 cell changes nothing in either LMS); every such student is reported, and so is
-every graded student the roster does not know.
+every graded student the roster does not know. No cell of the import can run
+as a spreadsheet formula (:mod:`cnnlab.grading.spreadsheet`), whatever a
+roster or a student's name holds.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab.grading.report import SubmissionResult, read_sheet
+from cnnlab.grading.sheet import SubmissionResult, check_unique, read_sheet
+from cnnlab.grading.spreadsheet import csv_text, read_cell
 
 __all__ = ["FORMATS", "Export", "ExportError", "export"]
 
@@ -47,7 +50,8 @@ class Export:
 
 
 def _roster(text: str, match: str, fmt: str) -> tuple[list[str], list[dict]]:
-    rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+    rows = [{read_cell(k): read_cell(v) for k, v in row.items() if k is not None}
+            for row in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))]
     columns = list(rows[0].keys()) if rows else []
     if match not in columns:
         raise ExportError(f"roster: no column {match!r} to match students on; its columns are {', '.join(columns) or 'none'} "
@@ -72,6 +76,7 @@ def export(out: Path, roster_text: str, fmt: str = "canvas", match_column: str |
     match = match_column or FORMATS[fmt]
     roster_columns, students = _roster(roster_text, match, fmt)
     results: list[SubmissionResult] = read_sheet(out).results
+    check_unique(results)  # one row per (student, assignment): no score may silently replace another
     assignments = sorted({r.assignment for r in results})
     headers = dict(columns or {})
     if unknown := sorted(set(headers) - set(assignments)):
@@ -82,12 +87,10 @@ def export(out: Path, roster_text: str, fmt: str = "canvas", match_column: str |
     report = Export("", 0)
     report.unmatched = sorted({r.student for r in results if r.student not in known})
     identity = list(CANVAS_IDENTITY) if fmt == "canvas" else [match]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow([*identity, *[headers.get(a, a) for a in assignments]])
+    table = [[*identity, *[headers.get(a, a) for a in assignments]]]
     if fmt == "canvas":
         maximum = {a: next((r.max_points for r in results if r.assignment == a and r.scored), None) for a in assignments}
-        writer.writerow(["Points Possible", "", "", "", "", *[f"{maximum[a]:g}" if maximum[a] else "" for a in assignments]])
+        table.append(["Points Possible", "", "", "", "", *[f"{maximum[a]:g}" if maximum[a] else "" for a in assignments]])
     for student in students:
         name = str(student[match]).strip()
         cells = []
@@ -100,9 +103,9 @@ def export(out: Path, roster_text: str, fmt: str = "canvas", match_column: str |
             if result.manual_pending:
                 report.pending.append(f"{name}: {a}")
             cells.append(f"{result.final:g}")
-        writer.writerow([*[student.get(c, "") for c in identity], *cells])
+        table.append([*[student.get(c, "") for c in identity], *cells])
         report.rows += 1
-    report.text = buffer.getvalue()
+    report.text = csv_text(table)
     return report
 
 

@@ -16,6 +16,7 @@ The pipeline, one module per step, in the order the data flows:
    (:mod:`~cnnlab.grading.record`);
 5. :mod:`~cnnlab.grading.report` writes the grade sheets and feedback pages.
 
+:mod:`~cnnlab.grading.pipeline` takes one submission through steps 1-4.
 This module ties them together: it runs each assignment's source once (its
 records are the expected values, and it must pass its own tests), grades the
 submissions side by side, and keeps the grader's own failures apart from the
@@ -44,6 +45,12 @@ by the submission. So:
 * **The grader's failures are not zeros.** A kernel that cannot start, a full
   disk or a bug here marks the row ``not-gradable`` with the reason;
   ``--only-not-gradable`` grades those rows again later.
+* **No finished row is lost.** The grade folder and its ``marks.json`` are
+  checked before the first kernel; each finished row goes to the journal as
+  it completes (:class:`cnnlab.grading.sheet.Journal`), and the same command
+  after a crash, a full disk or Ctrl-C resumes from it. A run that grades
+  some students merges their rows into the folder's sheet and keeps
+  everyone else's.
 
 Limits: a test cell with no ``record`` call is decided by the kernel's
 replies alone, which a determined submission can forge (as under nbgrader);
@@ -53,42 +60,42 @@ here, but on a value computed in the kernel.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import hashlib
 import os
-import queue
 import random
-import shutil
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab.grading import report
-from cnnlab.grading.execute import Execution, Limits, execute
-from cnnlab.grading.intake import Submission, find_submissions, read_submission
-from cnnlab.grading.late import LatePolicy, submission_time
+from cnnlab.grading import cgroups, cluster, marks
+from cnnlab.grading.execute import Limits
+from cnnlab.grading.intake import Submission, find_submissions
+from cnnlab.grading.kernels import KernelFailure, Kernels
+from cnnlab.grading.late import LatePolicy, arrival
+from cnnlab.grading.pipeline import Assignment, grade_one, grader_failure
 from cnnlab.grading.record import passes_own_bounds
-from cnnlab.grading.report import SubmissionResult
-from cnnlab.grading.restore import restore, segment
-from cnnlab.grading.sandbox import KERNEL_NAME, Sandbox, kernel_uids, probe, write_kernelspec
-from cnnlab.grading.score import CellResult, Reference, collect_records, partial_problems, score, unrecorded
-from cnnlab.grading.source import GradeItem, SourceError, grade_items, read_notebook, validate
+from cnnlab.grading.restore import restore
+from cnnlab.grading.sandbox import Sandbox, kernel_uid_range, kernel_uids, probe
+from cnnlab.grading.score import Reference, collect_records, partial_problems, score, unrecorded
+from cnnlab.grading.sheet import (
+    SHEET_FILE,
+    Journal,
+    Sheet,
+    SheetError,
+    SubmissionResult,
+    locked,
+    merge,
+    read_sheet,  # fmt: skip
+)
+from cnnlab.grading.source import SourceError, grade_items, read_notebook, validate
 
-__all__ = ["Assignment", "GradeRun", "grade", "grader_failure", "load_assignments", "prepare", "run_and_score"]
+__all__ = ["GradeRun", "Interrupted", "grade", "load_assignments"]
 
 SANDBOXES = ("bwrap", "none")
 DISABLED_WARNING = ("warning: --sandbox none: kernels run unsandboxed, so a submission can read the sources and "
                     "any file this user can, and use the network; grades.csv records it")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Assignment:
-    name: str
-    path: Path
-    nb: object
-    items: tuple[GradeItem, ...]
 
 
 @dataclass(frozen=True)
@@ -97,16 +104,19 @@ class GradeRun:
     out: Path
     limits: Limits = field(default_factory=Limits)
     workers: int = os.cpu_count() or 1
-    seed: int | None = None  # None: drawn at random (or the earlier run's with only_not_gradable)
+    seed: int | None = None  # None: the grade folder's, the journal's, or drawn at random
     sandbox: str = "bwrap"  # or "none"
     progress: bool = True
     only_not_gradable: bool = False  # re-grade the rows an earlier run in ``out`` could not grade
     scheduler: str | None = None  # a Dask scheduler's address: grade on its workers (cnnlab.grading.cluster)
     late_policy: LatePolicy | None = None  # deadline and penalty; None: no penalties
+    insecure: bool = False  # allow a plain tcp:// scheduler (recorded in grades.json)
+    tls: tuple[str, str, str] | None = None  # (CA file, certificate, key) for a tls:// scheduler
+    kernel_uids: str | None = None  # START-END: the uids kernels run as (default: sandbox.KERNEL_UIDS)
 
 
-class KernelFailure(RuntimeError):
-    """The grader could not run a kernel (no start, no disk): never the student's fault."""
+class Interrupted(RuntimeError):
+    """The run was stopped (Ctrl-C); its finished rows are in the journal and the same command resumes."""
 
 
 def load_assignments(source: Path) -> dict[str, Assignment]:
@@ -130,54 +140,7 @@ def load_assignments(source: Path) -> dict[str, Assignment]:
     return assignments
 
 
-class _Kernels:
-    """Runs notebooks in fresh sandboxed kernels; each concurrent kernel has a slot: one of ``uids``."""
-
-    def __init__(self, sandbox: Sandbox, limits: Limits, seed: int, root: Path,
-                 uids: list[int | None] | queue.Queue):  # fmt: skip
-        """``uids``: the slots, or a queue of them shared with other instances (a Dask worker's, across runs)."""
-        self.sandbox, self.limits, self.seed, self.root = sandbox, limits, seed, root
-        if isinstance(uids, queue.Queue):
-            self.free = uids
-        else:
-            self.free = queue.Queue()
-            for uid in uids:
-                self.free.put(uid)
-
-    def run(self, nb) -> tuple[object, Execution]:
-        """``(executed notebook, execution)``; raises :class:`KernelFailure` when no kernel could run it.
-
-        A kernel that does not start is tried once more: its failure is the machine's
-        (a loaded host, a slot still being cleared), never anything the submission did.
-        """
-        try:
-            return self._run_once(nb)
-        except KernelFailure:
-            return self._run_once(nb)
-
-    def _run_once(self, nb) -> tuple[object, Execution]:
-        uid = self.free.get()
-        scratch = None
-        try:
-            scratch = Path(tempfile.mkdtemp(prefix="k", dir=self.root))
-            kernels, ipc, work = scratch / "kernels", scratch / "ipc", scratch / "work"
-            for folder in (ipc, work):
-                folder.mkdir()
-            write_kernelspec(kernels, ipc, self.sandbox, self.seed, uid, work)
-            executed = copy.deepcopy(nb)
-            execution = execute(executed, kernels, KERNEL_NAME, work, ipc, self.limits)
-        except OSError as error:
-            raise KernelFailure(f"the grader could not prepare a kernel ({error.strerror or error})") from None
-        finally:
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
-            self.free.put(uid)
-        if execution.status == "not-started":
-            raise KernelFailure(f"the kernel did not start ({execution.detail[:300] or 'no reason given'})")
-        return executed, execution
-
-
-def _reference(kernels: _Kernels, assignment: Assignment) -> tuple[Reference, list[str]]:
+def _reference(kernels: Kernels, assignment: Assignment) -> tuple[Reference, list[str]]:
     """Run the source: its records are the expected values. Returns them and notes for the instructor.
 
     Raises :class:`SourceError` when the source fails its own tests, :class:`KernelFailure` when it cannot run.
@@ -203,167 +166,165 @@ def _reference(kernels: _Kernels, assignment: Assignment) -> tuple[Reference, li
     return reference, notes
 
 
-def _row(sub: Submission, status: str, started: float, *, cells=(), notes=(), answers=()) -> SubmissionResult:
-    """One grade-sheet row for ``sub``; intake notes follow the step's own notes."""
-    return SubmissionResult(sub.student, sub.assignment, str(sub.path), status, tuple(cells), (*notes, *sub.notes),
-                            tuple(answers), time.monotonic() - started)  # fmt: skip
-
-
-def _zero(assignment: Assignment) -> tuple[CellResult, ...]:
-    """Every grade cell at 0 points: for a file that is not a gradable notebook."""
-    return tuple(CellResult(i.grade_id, 0.0, i.points, None if i.manual else False, "not graded")
-                 for i in assignment.items)  # fmt: skip
-
-
-_STATUS_NOTES = {
-    "timeout": "time limit reached ({cell:g} s per cell, {notebook:g} s per notebook); cells after it were not scored",
-    "memory": "the kernel used more than {memory} MiB and was stopped",
-    "processes": "the kernel started more than {processes} processes and was stopped",
-    "kernel-died": "the kernel exited (os._exit, a crash, or a signal); tests after that point score 0",
-}
-
-
-def _execution_notes(execution: Execution, limits: Limits) -> tuple[str, ...]:
-    notes = []
-    if template := _STATUS_NOTES.get(execution.status):
-        notes.append(template.format(cell=limits.cell_seconds, notebook=limits.notebook_seconds,
-                                     memory=limits.memory_mb, processes=limits.processes))  # fmt: skip
-    if execution.output_truncated:
-        notes.append(f"output beyond {limits.output_bytes:,} bytes was dropped")
-    return tuple(notes)
-
-
-def prepare(sub: Submission, assignment: Assignment | None, reference: Reference | None,
-             unavailable: str) -> tuple[SubmissionResult | None, object]:  # fmt: skip
-    """Everything before a kernel: ``(the finished row, None)`` when nothing is to run, else ``(None, notebook)``."""
-    started = time.monotonic()
-    if sub.status:  # rejected or duplicate at intake
-        cells = _zero(assignment) if sub.status == "rejected" and assignment else ()
-        return _row(sub, sub.status, started, cells=cells, notes=(sub.problem,)), None
-    if assignment is None:
-        return _row(sub, "invalid-notebook", started, notes=(f"no assignment named {sub.assignment!r} in the sources",)), None
-    if reference is None:
-        return _row(sub, "not-gradable", started, notes=(unavailable,)), None
-    nb, problem = read_submission(sub.path, assignment.nb, assignment.name)
-    if nb is None:
-        return _row(sub, "invalid-notebook", started, cells=_zero(assignment), notes=(problem,)), None
-    return None, nb
-
-
-def run_and_score(sub: Submission, assignment: Assignment, reference: Reference, nb, kernels: _Kernels) -> SubmissionResult:
-    """Execute a read submission ``nb`` in a fresh kernel and score it: the part a Dask worker does too."""
-    started = time.monotonic()
-    try:
-        executed, execution = kernels.run(restore(assignment.nb, nb))
-    except KernelFailure as error:
-        return _row(sub, "not-gradable", started, notes=(str(error),))
-    answers = [(segment(c)["grade_id"], c.source) for c in executed.cells
-               if c.cell_type == "markdown" and segment(c).get("kind") == "answer"]  # fmt: skip
-    return _row(sub, "graded" if execution.status == "ok" else execution.status, started,
-                cells=score(list(assignment.items), reference, executed, execution),
-                notes=_execution_notes(execution, kernels.limits), answers=answers)  # fmt: skip
-
-
-def _grade_one(sub: Submission, assignment: Assignment | None, reference: Reference | None, unavailable: str,
-               kernels: _Kernels) -> SubmissionResult:  # fmt: skip
-    done, nb = prepare(sub, assignment, reference, unavailable)
-    return done if done is not None else run_and_score(sub, assignment, reference, nb, kernels)
-
-
-def grader_failure(sub: Submission, error: BaseException) -> SubmissionResult:
-    """The row of a submission the grader itself failed on: not-gradable, never a zero."""
-    return SubmissionResult(sub.student, sub.assignment, str(sub.path), "not-gradable",
-                            notes=(f"the grader failed: {type(error).__name__}: {error}",))  # fmt: skip
-
-
 def _timed(result: SubmissionResult, policy: LatePolicy | None) -> SubmissionResult:
-    """``result`` with its submission time (nbgrader's timestamp.txt) and, under ``policy``, its late penalty."""
-    when = submission_time(Path(result.path))
+    """``result`` with its submission time and, under ``policy``, its late penalty (:func:`~cnnlab.grading.late.arrival`)."""
+    when, note = arrival(Path(result.path), policy)
     if when is None:
         return result
     hours, percent = policy.penalty(when) if policy else (0.0, 0.0)
-    return dataclasses.replace(result, submitted_at=when.isoformat(), hours_late=hours, penalty_percent=percent)
+    return dataclasses.replace(result, submitted_at=when.isoformat(), hours_late=hours, penalty_percent=percent,
+                               notes=(*result.notes, note) if note else result.notes)  # fmt: skip
 
 
-def _run_all(jobs: list, workers: int, progress: bool) -> list[SubmissionResult]:
+def _run_all(jobs: list, workers: int, progress: bool, finished) -> list[SubmissionResult]:
+    """Grade ``jobs`` side by side; ``finished(row)`` is called for each row as it completes, in its thread."""
     from tqdm import tqdm  # noqa: PLC0415
 
+    def one(job) -> SubmissionResult:
+        try:
+            row = grade_one(*job)
+        except Exception as error:  # noqa: BLE001 -- a bug here is the grader's failure, not a zero
+            row = grader_failure(job[0], error)
+        return finished(row)
+
     results: list[SubmissionResult | None] = [None] * len(jobs)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(_grade_one, *job): i for i, job in enumerate(jobs)}
-        bar = tqdm(total=len(futures), desc="grading", unit="submission", disable=not progress)
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                results[index] = future.result()
-            except Exception as error:  # noqa: BLE001 -- a bug here is the grader's failure, not a zero
-                results[index] = grader_failure(jobs[index][0], error)
-            bar.update(1)
-        bar.close()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        futures = {pool.submit(one, job): i for i, job in enumerate(jobs)}
+        with tqdm(total=len(futures), desc="grading", unit="submission", disable=not progress) as bar:
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                bar.update(1)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return [r for r in results if r is not None]
 
 
-def _previous(run: GradeRun) -> tuple[int | None, list[SubmissionResult]]:
-    if not run.only_not_gradable:
-        return run.seed, []
-    sheet = report.read_sheet(run.out)
-    seed, sandbox, results, earlier = sheet.seed, sheet.sandbox, sheet.results, sheet.late_policy
-    if earlier != run.late_policy:
-        raise SourceError(f"the earlier run's late policy was {earlier.describe() if earlier else 'none'}; "
-                          "re-grade with the same --due and penalty options")  # fmt: skip
-    if run.seed is not None and run.seed != seed:
-        raise SourceError(f"--seed {run.seed} differs from the earlier run's {seed}: re-grading must use the same seed")
-    if sandbox != run.sandbox:
-        raise SourceError(f"the earlier run used --sandbox {sandbox}; re-grade with the same")
-    return seed, results
+def _sources_digest(assignments: dict[str, Assignment]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(assignments):
+        digest.update(name.encode() + b"\0" + assignments[name].path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _open_folder(run: GradeRun) -> Sheet | None:
+    """Check, before any kernel runs, that ``run.out`` can take this run; its earlier sheet, if any.
+
+    Raises :class:`SheetError` naming what is wrong: not a writable folder, an unreadable
+    ``marks.json`` or ``grades.json``, or a sheet made from other sources or settings.
+    """
+    out = run.out
+    if out.exists() and not out.is_dir():
+        raise SheetError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise SheetError(f"--out {out}: cannot write there ({error.strerror or error})") from None
+    marks.load(out)  # raises ValueError for a marks.json this version did not write
+    if not (out / SHEET_FILE).exists():
+        if run.only_not_gradable:
+            raise SheetError(f"--only-not-gradable: {out / SHEET_FILE} does not exist; grade the class first")
+        return None
+    earlier = read_sheet(out)
+    problems = []
+    if earlier.source and earlier.source != str(run.source.resolve()):
+        problems.append(f"its sources were {earlier.source}, not {run.source.resolve()}")
+    if earlier.sandbox != run.sandbox:
+        problems.append(f"it was graded with --sandbox {earlier.sandbox}")
+    if earlier.late_policy != run.late_policy:
+        problems.append(f"its late policy was {earlier.late_policy.describe() if earlier.late_policy else 'none'}")
+    if run.seed is not None and run.seed != earlier.seed:
+        problems.append(f"its seed was {earlier.seed}, not {run.seed}")
+    if problems:
+        raise SheetError(f"--out {out} holds grades made differently ({'; '.join(problems)}); grading into it would "
+                         "mix the two. Grade with the same settings (rows are then merged), or into another --out")  # fmt: skip
+    return earlier
 
 
 def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
-    """Grade every submission under ``inputs``; write the reports into ``run.out``.
+    """Grade every submission under ``inputs``; merge the rows into ``run.out`` and write its reports.
 
-    Raises :class:`SourceError` (bad sources or arguments), ``FileNotFoundError`` (a missing input) and
-    :class:`~cnnlab.grading.sandbox.SandboxUnavailable` (no working sandbox and no ``--sandbox none``).
+    Returns the whole sheet as written. Raises :class:`SourceError` (bad sources or arguments),
+    :class:`SheetError` (a grade folder that cannot take this run), ``FileNotFoundError`` (a missing
+    input), :class:`~cnnlab.grading.sandbox.SandboxUnavailable` (no working sandbox and no
+    ``--sandbox none``) and :class:`Interrupted` (Ctrl-C: the finished rows are kept).
     """
     if run.sandbox not in SANDBOXES:
         raise SourceError(f"sandbox must be one of {', '.join(SANDBOXES)}; got {run.sandbox!r}")
+    if run.scheduler:
+        cluster.check_address(run.scheduler, run.insecure)
     assignments = load_assignments(run.source)
-    seed, previous = _previous(run)
+    earlier = _open_folder(run)
     submissions = find_submissions(inputs, set(assignments))
     if run.only_not_gradable:
-        redo = {(r.student, r.assignment, r.path) for r in previous if r.status == "not-gradable"}
-        submissions = [s for s in submissions if (s.student, s.assignment, str(s.path)) in redo]
-        regraded = {(s.student, s.assignment, str(s.path)) for s in submissions}
-        previous = [r for r in previous if (r.student, r.assignment, r.path) not in regraded]
+        redo = {(r.student, r.assignment) for r in earlier.results if r.status == "not-gradable"}
+        submissions = [s for s in submissions if (s.student, s.assignment) in redo]
+    header = {"sandbox": run.sandbox, "source": str(run.source.resolve()), "sources": _sources_digest(assignments),
+              "late_policy": run.late_policy.to_json() if run.late_policy else None}  # fmt: skip
+    seed = run.seed if run.seed is not None else earlier.seed if earlier else Journal.seed_in(run.out, header)
     seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
+    journal = Journal(run.out, {**header, "seed": seed})
+    resumed, why = journal.earlier_rows()
+    if why:
+        print(f"note: {why}", flush=True)
+    done = {(r.student, r.assignment, r.path) for r in resumed}
+    todo = [s for s in submissions if (s.student, s.assignment, str(s.path)) not in done]
+    if resumed:
+        print(f"resuming an interrupted run: {len(submissions) - len(todo)} of {len(submissions)} rows were already "
+              f"graded ({journal.path.name})", flush=True)  # fmt: skip
     sandbox = Sandbox(enabled=run.sandbox == "bwrap", limits=run.limits)
     if sandbox.enabled:
         probe()
     else:
         print(DISABLED_WARNING, flush=True)
-    run.out.mkdir(parents=True, exist_ok=True)
+    uid_range = kernel_uid_range(run.kernel_uids) if os.geteuid() == 0 else None
+    journal.start(resumed)
+    enforced = "cgroup" if cgroups.available()[0] else "watchdog"
     slots = max(1, run.workers)
-    with tempfile.TemporaryDirectory(prefix="cnnlab-grade-") as tmp, kernel_uids(slots) as uids:
-        os.chmod(tmp, 0o711)  # kernels running as other uids reach their own socket folders only
-        kernels = _Kernels(sandbox, run.limits, seed, Path(tmp), uids if sandbox.enabled else [None] * slots)
-        references: dict[str, Reference] = {}
-        unavailable: dict[str, str] = {}
-        for name in sorted({s.assignment for s in submissions if s.assignment in assignments and not s.status}):
-            try:
-                references[name], notes = _reference(kernels, assignments[name])
-            except KernelFailure as error:
-                unavailable[name] = f"the source could not be run: {error}"
-                continue
-            for note in notes:
-                print(f"note: {note}", flush=True)
-        jobs = [(s, assignments.get(s.assignment), references.get(s.assignment), unavailable.get(s.assignment, ""),
-                 kernels) for s in submissions]  # fmt: skip
-        if run.scheduler:
-            from cnnlab.grading import cluster  # noqa: PLC0415 -- distributed only when asked for
+    try:
+        with tempfile.TemporaryDirectory(prefix="cnnlab-grade-") as tmp, kernel_uids(slots, uids=uid_range) as uids:
+            os.chmod(tmp, 0o711)  # kernels running as other uids reach their own socket folders only
+            kernels = Kernels(sandbox, run.limits, seed, Path(tmp), uids if sandbox.enabled else [None] * slots)
+            graded = _grade_all(todo, assignments, kernels, run, seed, journal)
+    except KeyboardInterrupt:
+        journal.close(remove=False)
+        raise Interrupted(f"interrupted: the finished rows are kept in {journal.path}; run the same command again "
+                          "to grade the rest") from None  # fmt: skip
+    with locked(run.out):
+        current = read_sheet(run.out).results if (run.out / SHEET_FILE).exists() else []
+        sheet = Sheet(seed, run.sandbox, merge(current, [*resumed, *graded]), str(run.source.resolve()),
+                      run.late_policy, enforced, run.scheduler or "", bool(run.scheduler and run.insecure))  # fmt: skip
+        written = marks.publish(run.out, sheet)
+    journal.close(remove=True)
+    return written.results
 
-            graded = cluster.run_all(run.scheduler, [job[:4] for job in jobs], run.limits, seed, sandbox.enabled,
-                                     run.progress)  # fmt: skip
-        else:
-            graded = _run_all(jobs, run.workers, run.progress)
-        results = previous + [_timed(r, run.late_policy) for r in graded]
-    return report.write_reports(results, run.out, seed=seed, sandbox=run.sandbox, source=str(run.source.resolve()),
-                                late_policy=run.late_policy)  # fmt: skip
+
+def _grade_all(submissions: list[Submission], assignments: dict[str, Assignment], kernels: Kernels, run: GradeRun,
+               seed: int, journal: Journal) -> list[SubmissionResult]:  # fmt: skip
+    """Run each assignment's source, then grade ``submissions``, journaling each row as it finishes."""
+    references: dict[str, Reference] = {}
+    unavailable: dict[str, str] = {}
+    for name in sorted({s.assignment for s in submissions if s.assignment in assignments and not s.status}):
+        try:
+            references[name], notes = _reference(kernels, assignments[name])
+        except KernelFailure as error:
+            unavailable[name] = f"the source could not be run: {error}"
+            continue
+        for note in notes:
+            print(f"note: {note}", flush=True)
+
+    def finished(row: SubmissionResult) -> SubmissionResult:
+        row = _timed(row, run.late_policy)
+        journal.append(row)
+        return row
+
+    jobs = [(s, assignments.get(s.assignment), references.get(s.assignment), unavailable.get(s.assignment, ""),
+             kernels) for s in submissions]  # fmt: skip
+    if run.scheduler:
+        return cluster.run_all(run.scheduler, [job[:4] for job in jobs], run.limits, seed, kernels.sandbox.enabled,
+                               run.progress, finished, insecure=run.insecure, tls=run.tls)  # fmt: skip
+    return _run_all(jobs, run.workers, run.progress, finished)

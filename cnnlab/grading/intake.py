@@ -1,18 +1,37 @@
 """Step 1 of grading: find the submissions and read each one, trusting none of them.
 
-Layouts: nbgrader's ``submitted/<student>/<assignment>/<notebook>.ipynb``, or
-``<student>/<notebook>.ipynb``, or notebooks given one by one.
+Who a notebook belongs to is decided by where it lies, at one level only:
+
+* a class folder (``cnnlab grade submitted/``): each entry directly inside is
+  one student (nbgrader's ``submitted/<student>/<assignment>/`` layout, or
+  ``<student>/<notebook>.ipynb``). Everything below a student's folder is that
+  student's, however deep: a folder named after another student inside it
+  changes nothing;
+* one student's folder (``cnnlab grade submitted/bob``, recognised by a
+  subfolder named after an assignment or a notebook directly inside it): all
+  of it is that student's;
+* one student's assignment folder (``submitted/bob/03_mnist_cnn``, named after
+  an assignment): the student is the folder above it;
+* notebooks given one by one: the student is the folder they are in (the one
+  above an assignment-named folder).
+
+Which assignment: the assignment-named folder it is in, else its file name,
+else the only assignment graded.
 
 * Only regular ``*.ipynb`` files are submissions. Files are examined with
   ``lstat`` and never followed: a symbolic link (to a file or a folder), a
-  FIFO, a device, or a path that leads outside the submission folder gets a
-  status of its own (``rejected``) and 0 points, and is never opened.
-* Hidden files and folders (``.ipynb_checkpoints``, ``.git``) and files that
-  are not notebooks are ignored.
-* Two notebooks for one (student, assignment) give one row: the one named
-  after the assignment if there is exactly one such, with a note naming the
-  others; otherwise a ``duplicate`` row, graded by nobody until the
-  instructor keeps one.
+  FIFO, a device, or a path that leads outside the submission folder is
+  never opened, and is reported on its owner's row.
+* Hidden files and folders inside a student's folder (``.ipynb_checkpoints``,
+  ``.git``) and files that are not notebooks are ignored; a student *folder*
+  whose name starts with a dot is a student like any other.
+* One row per (student, assignment), always: two notebooks give one row (the
+  one named after the assignment if there is exactly one such, with a note
+  naming the others; otherwise a ``duplicate`` row, graded by nobody until the
+  instructor keeps one); a link or device beside a notebook is a note on its
+  row; only a student with nothing gradable gets a ``rejected`` row.
+* Names that are not UTF-8 (a ZIP unpacked with CP-1252 names) are kept as
+  ``\\xNN`` escapes (:func:`cnnlab.grading.sheet.display_name`).
 """
 
 from __future__ import annotations
@@ -24,11 +43,13 @@ from pathlib import Path
 
 import nbformat
 
+from cnnlab.grading.sheet import display_name
 from cnnlab.grading.source import meta
 
 __all__ = ["Submission", "find_submissions", "read_submission"]
 
 MAX_NOTEBOOK_BYTES = 100 * 2**20
+TOOL_FOLDERS = (".ipynb_checkpoints", ".git")  # never a student, even directly in a class folder
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,16 @@ class Submission:
     notes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    """A file found under a student's folder: whose, for which assignment (None: unknown), and why not gradable."""
+
+    student: str
+    assignment: str | None
+    path: Path
+    problem: str = ""
+
+
 def _kind_problem(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "a symbolic link: links are never followed; submit the notebook file itself"
@@ -55,90 +86,129 @@ def _kind_problem(mode: int) -> str:
     return "not a regular file"
 
 
-def _walk(folder: Path) -> list[tuple[Path, str]]:
-    """(path, problem) for every candidate under ``folder``: ``*.ipynb`` entries and linked folders."""
-    found: list[tuple[Path, str]] = []
+def _by_name(name: str, assignments: set[str]) -> str | None:
+    """The assignment a notebook's file name names; the only one when one is graded; else None."""
+    stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
+    if stem in assignments:
+        return stem
+    return next(iter(assignments)) if len(assignments) == 1 else None
+
+
+def _student_files(folder: Path, student: str, assignments: set[str], assignment: str | None = None) -> list[_Candidate]:
+    """Every candidate under one student's ``folder``: its ``*.ipynb`` entries and linked folders."""
+    found: list[_Candidate] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(root)
+        inside = here.relative_to(folder).parts
+        named = assignment or next((p for p in inside[:1] if p in assignments), None)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in list(dirs):
-            path = Path(root) / name
-            if path.is_symlink():
+            if (here / name).is_symlink():
                 dirs.remove(name)
-                found.append((path, "a symbolic link to a folder: links are never followed"))
+                guess = named or (name if name in assignments else _by_name(name, assignments))
+                found.append(_Candidate(student, guess, here / name,
+                                        f"{name}/ is a symbolic link to a folder: links are never followed"))  # fmt: skip
         for name in sorted(files):
             if name.startswith(".") or not name.endswith(".ipynb"):
                 continue
-            path = Path(root) / name
+            path = here / name
             mode = os.lstat(path).st_mode
-            found.append((path, "" if stat.S_ISREG(mode) else _kind_problem(mode)))
+            problem = "" if stat.S_ISREG(mode) else f"{name}: {_kind_problem(mode)}"
+            found.append(_Candidate(student, named or _by_name(name, assignments), path, problem))
     return found
 
 
-def _single(path: Path) -> tuple[Path, str]:
+def _has_notebooks(folder: Path) -> bool:
+    try:
+        return any(entry.name.endswith(".ipynb") and not entry.name.startswith(".") for entry in os.scandir(folder))
+    except OSError:
+        return False
+
+
+def _folder(item: Path, assignments: set[str]) -> list[_Candidate]:
+    """Candidates under one folder given on the command line, with their owners (see the module's rules)."""
+    absolute = Path(os.path.abspath(item))
+    if absolute.name in assignments:  # submitted/bob/03_mnist_cnn
+        owner = display_name(absolute.parent.name or absolute.name)
+        return _student_files(item, owner, assignments, absolute.name)
+    children = sorted(os.scandir(item), key=lambda e: e.name)
+    if _has_notebooks(item) or any(c.name in assignments and c.is_dir(follow_symlinks=False) for c in children):
+        return _student_files(item, display_name(absolute.name), assignments)  # submitted/bob
+    found: list[_Candidate] = []
+    for child in children:  # a class folder: one student per entry
+        if child.name in TOOL_FOLDERS:
+            continue
+        student = display_name(child.name)
+        if child.is_symlink():
+            found.append(_Candidate(student, None, Path(child.path),
+                                    f"the student folder {student} is a symbolic link: links are never followed"))  # fmt: skip
+        elif child.is_dir(follow_symlinks=False):
+            found += _student_files(Path(child.path), student, assignments)
+    return found
+
+
+def _single(path: Path, assignments: set[str]) -> _Candidate:
+    """A notebook given by name: its student is its folder (the one above an assignment-named folder)."""
     try:
         mode = os.lstat(path).st_mode
     except OSError as error:
         raise FileNotFoundError(f"submission {path} does not exist ({error.strerror})") from None
-    return path, "" if stat.S_ISREG(mode) else _kind_problem(mode)
+    absolute = Path(os.path.abspath(path))
+    folder = absolute.parent
+    assignment = folder.name if folder.name in assignments else _by_name(absolute.name, assignments)
+    if folder.name in assignments:
+        folder = folder.parent
+    problem = "" if stat.S_ISREG(mode) else _kind_problem(mode)
+    return _Candidate(display_name(folder.name or absolute.stem), assignment or absolute.stem, path, problem)
 
 
-def _owner(path: Path, top: Path | None, assignments: set[str]) -> tuple[str, str | None]:
-    """(student, assignment or None when the layout does not say)."""
-    if top is None:
-        return path.parent.name or path.stem, None
-    parts = path.relative_to(top).parts
-    if not path.name.endswith(".ipynb"):  # a linked folder: it stands where a notebook would be inside it
-        parts += ("?.ipynb",)
-    if len(parts) >= 3 and parts[-2] in assignments:
-        return parts[-3], parts[-2]
-    return (parts[-2] if len(parts) >= 2 else top.name), None
-
-
-def _assignment_for(path: Path, named: str | None, assignments: set[str]) -> str:
-    if named is not None:
-        return named
-    if path.stem in assignments or len(assignments) != 1:
-        return path.stem
-    return next(iter(assignments))
+def _row(student: str, assignment: str, found: list[_Candidate]) -> Submission:
+    """The one row of (student, assignment) from everything found for it."""
+    good = [c.path for c in found if not c.problem]
+    bad = [c.problem for c in found if c.problem]
+    if not good:
+        return Submission(student, assignment, found[0].path, bad[0], "rejected", tuple(bad[1:]))
+    notes = tuple(f"not graded: {problem}" for problem in bad)
+    if len(good) == 1:
+        return Submission(student, assignment, good[0], notes=notes)
+    exact = [p for p in good if p.stem == assignment]
+    if len(exact) == 1:
+        others = ", ".join(display_name(p.name) for p in good if p != exact[0])
+        return Submission(student, assignment, exact[0],
+                          notes=(f"also found {others}: not graded (only {display_name(exact[0].name)} is)", *notes))  # fmt: skip
+    names = ", ".join(display_name(p.name) for p in good)
+    return Submission(student, assignment, good[0], f"{len(good)} notebooks for this assignment ({names}); keep one "
+                      "and grade again", "duplicate", notes)  # fmt: skip
 
 
 def find_submissions(inputs: list[Path], assignments: set[str]) -> list[Submission]:
-    """One :class:`Submission` per (student, assignment), plus one per rejected file.
+    """One :class:`Submission` per (student, assignment) that has any notebook, link or device.
 
     ``inputs`` are files or folders; ``assignments`` the names of the assignments graded.
     Raises ``FileNotFoundError`` for an input that does not exist.
     """
-    candidates: list[tuple[Path, str, Path | None]] = []
+    candidates: list[_Candidate] = []
     for item in inputs:
         if item.is_dir() and not item.is_symlink():
-            candidates += [(path, problem, item) for path, problem in _walk(item)]
+            top = Path(os.path.realpath(item))
+            for found in _folder(item, assignments):
+                if not found.problem and not Path(os.path.realpath(found.path)).is_relative_to(top):
+                    found = _Candidate(found.student, found.assignment, found.path, "leads outside the submission folder")
+                candidates.append(found)
         else:
-            candidates.append((*_single(item), None))
-    rows: list[Submission] = []
-    grouped: dict[tuple[str, str], list[Path]] = {}
-    for path, problem, top in candidates:
-        student, named = _owner(path, top, assignments)
-        assignment = _assignment_for(path, named, assignments)
-        if top is not None and not problem and not path.resolve().is_relative_to(top.resolve()):
-            problem = "leads outside the submission folder"
-        if problem:
-            rows.append(Submission(student, assignment, path, problem, "rejected"))
+            candidates.append(_single(item, assignments))
+    grouped: dict[tuple[str, str], list[_Candidate]] = {}
+    unknown: dict[str, list[_Candidate]] = {}  # a linked folder in a run of several assignments
+    for found in candidates:
+        if found.assignment is None:
+            unknown.setdefault(found.student, []).append(found)
         else:
-            grouped.setdefault((student, assignment), []).append(path)
-    for (student, assignment), paths in grouped.items():
-        if len(paths) == 1:
-            rows.append(Submission(student, assignment, paths[0]))
-            continue
-        exact = [p for p in paths if p.stem == assignment]
-        names = ", ".join(p.name for p in paths)
-        if len(exact) == 1:
-            others = ", ".join(p.name for p in paths if p != exact[0])
-            rows.append(Submission(student, assignment, exact[0],
-                                   notes=(f"also found {others}: not graded (only {exact[0].name} is)",)))  # fmt: skip
-        else:
-            rows.append(Submission(student, assignment, paths[0], f"{len(paths)} notebooks for this assignment "
-                                   f"({names}); keep one and grade again", "duplicate"))  # fmt: skip
-    return rows
+            grouped.setdefault((found.student, found.assignment), []).append(found)
+    for student, found in unknown.items():
+        theirs = [key for key in grouped if key[0] == student] or [(student, a) for a in sorted(assignments)]
+        for key in theirs:
+            grouped.setdefault(key, []).extend(found)
+    return [_row(student, assignment, found) for (student, assignment), found in grouped.items()]
 
 
 def read_submission(path: Path, source_nb, name: str) -> tuple[object | None, str]:

@@ -5,6 +5,13 @@ submit`` writes beside the notebook and ``nbgrader collect`` keeps
 (``submitted/<student>/<assignment>/timestamp.txt``). A submission without one
 has no known time and is not penalised (its feedback says so).
 
+``timestamp.txt`` is written by the student's own ``nbgrader submit``, so a
+student can write any time into it. :func:`arrival` therefore also reads when
+the notebook file in the collected folder was last written, and when the two
+disagree by more than the grace period it takes the file's time and says so
+on the row. A student who also forges the file's time is caught only by a
+record kept on the instructor's side (the exchange's own log).
+
 The policy: a due date, a penalty in percent of the points earned for every
 started day (or hour) after it, a cap on the total penalty, and a grace period
 within which a submission still counts as on time. nbgrader's own
@@ -20,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-__all__ = ["LatePolicy", "parse_duration", "parse_time", "submission_time"]
+__all__ = ["LatePolicy", "arrival", "parse_duration", "parse_time", "readable", "submission_time"]
 
 UNITS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 TIMESTAMP_FILE = "timestamp.txt"
@@ -39,6 +46,16 @@ def parse_time(text: str, what: str = "time") -> datetime:
     except ValueError:
         raise ValueError(f"{what}: {text!r} is not a date and time like 2026-12-01T23:59 or 2026-12-01 23:59+01:00") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def readable(moment: datetime | str) -> str:
+    """One form for every time a person reads: ``2026-12-01 22:59 UTC`` (ISO text or an aware datetime)."""
+    if isinstance(moment, str):
+        try:
+            moment = parse_time(moment)
+        except ValueError:
+            return moment
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def parse_duration(text: str, what: str = "duration") -> timedelta:
@@ -99,7 +116,7 @@ class LatePolicy:
 
     def describe(self) -> str:
         grace = f", {self.grace.total_seconds() / 3600:g} h grace" if self.grace else ""
-        return f"due {self.due:%Y-%m-%d %H:%M %Z}; {self.percent:g}% per {self.unit} late, at most {self.cap:g}%{grace}"
+        return f"due {readable(self.due)}; {self.percent:g}% per {self.unit} late, at most {self.cap:g}%{grace}"
 
 
 def submission_time(notebook: Path) -> datetime | None:
@@ -122,3 +139,24 @@ def submission_time(notebook: Path) -> datetime | None:
         return None
     finally:
         os.close(handle)
+
+
+def arrival(notebook: Path, policy: LatePolicy | None) -> tuple[datetime | None, str]:
+    """``(the time the submission is taken to have arrived, a note)`` for ``notebook``.
+
+    The time is ``timestamp.txt``'s, unless the notebook file itself was last written more than
+    the grace period (under ``policy``; none without one) later: then it is the file's, and the
+    note says why. ``(None, "")`` when there is no ``timestamp.txt``.
+    """
+    claimed = submission_time(notebook)
+    if claimed is None:
+        return None, ""
+    try:
+        written = datetime.fromtimestamp(os.lstat(notebook).st_mtime, UTC)
+    except (OSError, ValueError, OverflowError):
+        return claimed, ""
+    grace = policy.grace if policy else timedelta(0)
+    if written - claimed > max(grace, timedelta(minutes=1)):
+        return written, (f"{TIMESTAMP_FILE} says {readable(claimed)}, but the notebook was last written at "
+                         f"{readable(written)}, which is used")  # fmt: skip
+    return claimed, ""

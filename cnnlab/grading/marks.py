@@ -4,12 +4,16 @@
 
     {"version": 1, "marks": {"<assignment>": {"<student>": {"<grade_id>": {"points": 1.5, "comment": "..."}}}}}
 
-It is the only place marks live. :func:`cnnlab.grading.report.write_reports`
-applies it every time it writes the reports, so re-grading a class keeps every
-mark. Every change is a read-modify-write under an exclusive lock on
-``<out>/.marks.lock`` followed by an atomic replace, so two browser tabs, the
-CSV import and a re-grade never interleave, and a crash leaves the old file or
-the new one, never half of one.
+It is the only place marks live. :func:`publish` applies it every time the
+reports are written (by a grading run or by a mark), so re-grading a class
+keeps every mark. Every change is a read-modify-write under the grade folder's
+one lock (:func:`cnnlab.grading.sheet.locked`, which a grading run takes too)
+followed by an atomic replace, so two browser tabs, the CSV import and a
+re-grade never interleave, and a crash leaves the old file or the new one,
+never half of one. A mark rewrites only its student's feedback page.
+
+CSV cells are kept from becoming spreadsheet formulas on export and read back
+as written on import (:mod:`cnnlab.grading.spreadsheet`).
 
 :func:`set_mark` is what the marking page calls; :func:`export_csv` and
 :func:`import_csv` are the spreadsheet round trip (an import with any bad row
@@ -18,23 +22,23 @@ changes nothing and names every bad row).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import fcntl
 import io
 import json
 import math
 from pathlib import Path
 
-from cnnlab.grading.report import SubmissionResult, read_sheet, write_atomically, write_reports
+from cnnlab.grading.report import write_reports
 from cnnlab.grading.score import WRITTEN_PENDING
+from cnnlab.grading.sheet import Sheet, SubmissionResult, locked, read_sheet, write_atomically
 from cnnlab.grading.source import student_words, written_questions
+from cnnlab.grading.spreadsheet import csv_text, read_cell
 
-__all__ = ["CSV_COLUMNS", "MarkError", "apply", "export_csv", "import_csv", "load", "set_mark", "written_tasks"]
+__all__ = ["CSV_COLUMNS", "MarkError", "apply", "export_csv", "import_csv", "load", "publish", "set_mark",
+           "written_tasks"]  # fmt: skip
 
 MARKS_FILE = "marks.json"
-LOCK_FILE = ".marks.lock"
 CSV_COLUMNS = ("student", "assignment", "grade_id", "max_points", "points", "comment", "answer")
 MAX_COMMENT = 5000
 
@@ -83,15 +87,14 @@ def apply(results: list[SubmissionResult], marks: Marks) -> list[SubmissionResul
     return applied
 
 
-@contextlib.contextmanager
-def _locked(out: Path):
-    """An exclusive lock on ``out`` for one read-modify-write of the marks and the reports."""
-    with open(Path(out) / LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def publish(out: Path, sheet: Sheet, only: set[tuple[str, str]] | None = None) -> Sheet:
+    """Apply ``out/marks.json`` to ``sheet`` and write its reports (``only``: the rows whose pages changed).
+
+    The caller holds :func:`cnnlab.grading.sheet.locked`; returns the sheet as written.
+    """
+    marked = dataclasses.replace(sheet, results=apply(sheet.results, load(out)))
+    write_reports(marked, Path(out), only)
+    return marked
 
 
 def written_tasks(results: list[SubmissionResult]) -> dict[tuple[str, str], dict[str, float]]:
@@ -136,8 +139,7 @@ def _store(out: Path, changes: list[tuple[str, str, str, float | None, str]]) ->
         else:
             row[grade_id] = {"points": points, "comment": comment}
     write_atomically(Path(out) / MARKS_FILE, json.dumps({"version": 1, "marks": marks}, indent=1, sort_keys=True))
-    return write_reports(sheet.results, out, seed=sheet.seed, sandbox=sheet.sandbox, source=sheet.source,
-                         late_policy=sheet.late_policy)  # fmt: skip
+    return publish(out, sheet, {(student, assignment) for assignment, student, *_ in changes}).results
 
 
 def set_mark(out: Path, assignment: str, student: str, grade_id: str, points, comment: str = "") -> SubmissionResult:
@@ -146,7 +148,7 @@ def set_mark(out: Path, assignment: str, student: str, grade_id: str, points, co
     Raises :class:`MarkError` for an unknown student or task or points outside ``0..max``.
     """
     out = Path(out)
-    with _locked(out):
+    with locked(out):
         tasks = written_tasks(read_sheet(out).results)
         if points is None or points == "":
             _checked(tasks, assignment, student, grade_id, 0, comment)
@@ -160,9 +162,7 @@ def set_mark(out: Path, assignment: str, student: str, grade_id: str, points, co
 def export_csv(out: Path) -> str:
     """The marking sheet: one row per written answer of every gradable submission, marks filled in where given."""
     sheet = read_sheet(out)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
+    rows = [CSV_COLUMNS]
     marked = [r for r in apply(sheet.results, load(out)) if r.scored]
     texts = written_questions(Path(sheet.source)) if sheet.source else {}
     for r in sorted(marked, key=lambda r: (r.assignment, r.student)):
@@ -170,10 +170,10 @@ def export_csv(out: Path) -> str:
         for c in r.cells:
             if c.passed is None:
                 question = texts.get((r.assignment, c.grade_id), ("", ""))[0]
-                writer.writerow([r.student, r.assignment, c.grade_id, f"{c.max_points:g}",
-                                 f"{c.points:g}" if c.marked else "", c.comment,
-                                 student_words(answers.get(c.grade_id, ""), question)])  # fmt: skip
-    return buffer.getvalue()
+                rows.append([r.student, r.assignment, c.grade_id, f"{c.max_points:g}",
+                             f"{c.points:g}" if c.marked else "", c.comment,
+                             student_words(answers.get(c.grade_id, ""), question)])  # fmt: skip
+    return csv_text(rows)
 
 
 def import_csv(out: Path, text: str) -> int:
@@ -183,13 +183,15 @@ def import_csv(out: Path, text: str) -> int:
     student or task, points out of range, missing columns) raises
     :class:`MarkError` listing every bad row, and nothing is written.
     """
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in ("student", "assignment", "grade_id", "points") if c not in (reader.fieldnames or [])]
+    table = csv.DictReader(io.StringIO(text))
+    fieldnames = [read_cell(name) for name in (table.fieldnames or [])]
+    reader = ({read_cell(k): read_cell(v) for k, v in row.items() if k is not None} for row in table)
+    missing = [c for c in ("student", "assignment", "grade_id", "points") if c not in fieldnames]
     if missing:
         raise MarkError(f"the sheet has no column {', '.join(missing)}; its columns must include "
                         "student, assignment, grade_id, points (comment is optional)")  # fmt: skip
     out = Path(out)
-    with _locked(out):
+    with locked(out):
         tasks = written_tasks(read_sheet(out).results)
         changes, problems = [], []
         for line, row in enumerate(reader, start=2):

@@ -46,13 +46,17 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from cnnlab import paths
 from cnnlab.grading.execute import Limits
 
 __all__ = ["KERNEL_NAME", "Sandbox", "SandboxUnavailable", "allowed_paths", "kernel_environment", "kernel_uids",
            "probe", "write_kernelspec"]  # fmt: skip
 
 KERNEL_NAME = "cnnlab-grading"
-KERNEL_UIDS = range(61000, 62000)  # kernels run as uids from here when the grader is root
+# Kernels run as uids from here when the grader is root: a range systemd leaves unused (UIDS-GIDS.md:
+# 60578-61183; its DynamicUser= range starts at 61184). CNNLAB_KERNEL_UIDS=START-END chooses another.
+KERNEL_UIDS = range(60578, 61184)
+UIDS_ENV = "CNNLAB_KERNEL_UIDS"
 UID_LOCKS = Path("/run/cnnlab-grading")  # one lock file per uid in use; only root writes /run
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubblewrap`; Fedora: `sudo dnf install bubblewrap`), "
@@ -67,19 +71,9 @@ class SandboxUnavailable(RuntimeError):
     """No working sandbox on this machine; the message says why and how to get one."""
 
 
-def _keras_home() -> Path:
-    """Where Keras keeps its data sets (``$KERAS_HOME``, else ``~/.keras``)."""
-    from cnnlab.data import keras_cache_file  # noqa: PLC0415
-
-    return keras_cache_file("datasets", "x").parent.parent
-
-
 def _cache_dirs() -> list[Path]:
-    """The caches assignments read: the compiled op, the trained models, Keras's data sets."""
-    from cnnlab.models import model_cache_dir  # noqa: PLC0415
-    from cnnlab.ops.build import cache_dir  # noqa: PLC0415
-
-    return [cache_dir(), model_cache_dir(), _keras_home() / "datasets"]
+    """The caches assignments read: the compiled op, the trained networks, Keras's data sets."""
+    return [paths.ops_cache(), paths.models_cache(), paths.keras_home() / "datasets"]
 
 
 def _package_dir() -> Path:
@@ -104,9 +98,59 @@ def allowed_paths() -> list[Path]:
     return kept
 
 
+def _subordinate_ranges() -> list[range]:
+    """The uid ranges /etc/subuid hands to users' containers (rootless Podman, Docker)."""
+    found = []
+    try:
+        lines = Path("/etc/subuid").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            found.append(range(int(parts[1]), int(parts[1]) + int(parts[2])))
+    return found
+
+
+def kernel_uid_range(text: str | None = None) -> range:
+    """The kernel uids: ``text`` (``START-END``, inclusive), else ``$CNNLAB_KERNEL_UIDS``, else :data:`KERNEL_UIDS`.
+
+    Raises :class:`SandboxUnavailable` for a malformed range or one that holds a uid this machine
+    already uses (an account in the user database, or a range in /etc/subuid): a kernel must
+    never run as, or be able to signal, anything else on the machine.
+    """
+    text = text if text is not None else os.environ.get(UIDS_ENV)
+    if text:
+        start, sep, end = text.partition("-")
+        if not (sep and start.strip().isdigit() and end.strip().isdigit() and 1000 <= int(start) <= int(end)):
+            raise SandboxUnavailable(f"{UIDS_ENV} / --kernel-uids: {text!r} is not a range START-END of uids "
+                                     "from 1000 up, e.g. 60578-61183")  # fmt: skip
+        uids = range(int(start), int(end) + 1)
+    else:
+        uids = KERNEL_UIDS
+    import pwd  # noqa: PLC0415 -- POSIX only
+
+    taken = [u for u in uids if _uid_exists(pwd, u)]
+    for other in _subordinate_ranges():
+        if other.start < uids.stop and uids.start < other.stop:
+            taken.append(max(other.start, uids.start))
+    if taken:
+        raise SandboxUnavailable(f"the kernel uids {uids.start}-{uids.stop - 1} include uid {min(taken)}, which this "
+                                 f"machine already uses; choose a free range with {UIDS_ENV}=START-END or --kernel-uids")  # fmt: skip
+    return uids
+
+
+def _uid_exists(pwd, uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
-def kernel_uids(count: int, locks: Path = UID_LOCKS):
-    """Yield ``count`` uids from :data:`KERNEL_UIDS` that no other process holds, held until the block ends.
+def kernel_uids(count: int, locks: Path = UID_LOCKS, uids: range | None = None):
+    """Yield ``count`` uids from :func:`kernel_uid_range` that no other process holds, held until the block ends.
 
     Each is an exclusive ``flock`` on ``locks/<uid>``, which the system releases when its
     holder dies, so a grader that crashed holds nothing. Not root: yields ``count`` times
@@ -116,10 +160,11 @@ def kernel_uids(count: int, locks: Path = UID_LOCKS):
     if os.geteuid() != 0:
         yield [None] * count
         return
+    uids = uids if uids is not None else kernel_uid_range()
     locks.mkdir(mode=0o700, parents=True, exist_ok=True)
     held: list[tuple[int, int]] = []  # (uid, open lock file)
     try:
-        for uid in KERNEL_UIDS:
+        for uid in uids:
             if len(held) == count:
                 break
             handle = os.open(locks / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
@@ -130,7 +175,7 @@ def kernel_uids(count: int, locks: Path = UID_LOCKS):
                 continue
             held.append((uid, handle))
         if len(held) < count:
-            raise SandboxUnavailable(f"only {len(held)} of the kernel uids {KERNEL_UIDS.start}-{KERNEL_UIDS.stop - 1} "
+            raise SandboxUnavailable(f"only {len(held)} of the kernel uids {uids.start}-{uids.stop - 1} "
                                      f"are free ({count} needed): other graders hold the rest; grade with fewer "
                                      "--workers or wait")  # fmt: skip
         yield [uid for uid, _ in held]
@@ -189,16 +234,15 @@ class Sandbox:
 
 def kernel_environment(seed: int, sandboxed: bool, scratch: Path) -> dict[str, str]:
     """The kernel's whole environment: nothing of the grader's own (tokens, credentials) gets in."""
-    from cnnlab.ops.build import cache_dir  # noqa: PLC0415
-
     home = "/tmp" if sandboxed else str(scratch)
     return {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "LANG": "C.UTF-8",
         "HOME": home,
         "TMPDIR": home,
-        "CNNLAB_OPS_CACHE": str(cache_dir()),
-        "KERAS_HOME": str(_keras_home()),
+        paths.OPS_ENV: str(paths.ops_cache()),
+        paths.MODELS_ENV: str(paths.models_cache()),
+        "KERAS_HOME": str(paths.keras_home()),
         "CNNLAB_GRADING_SEED": str(seed),
         "CNNLAB_OFFLINE": "1",
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -216,8 +260,11 @@ def kernel_environment(seed: int, sandboxed: bool, scratch: Path) -> dict[str, s
 
 
 def write_kernelspec(kernels: Path, ipc_dir: Path, sandbox: Sandbox, seed: int, uid: int | None,
-                     scratch: Path) -> Path:  # fmt: skip
-    """Write ``kernels/<KERNEL_NAME>/kernel.json`` for one kernel; return ``kernels``."""
+                     scratch: Path, cgroup=None) -> Path:  # fmt: skip
+    """Write ``kernels/<KERNEL_NAME>/kernel.json`` for one kernel; return ``kernels``.
+
+    ``cgroup`` (a :class:`cnnlab.grading.cgroups.KernelCgroup`): the kernel starts inside it.
+    """
     spec_dir = kernels / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
@@ -226,8 +273,9 @@ def write_kernelspec(kernels: Path, ipc_dir: Path, sandbox: Sandbox, seed: int, 
         # ipykernel's parent poller takes for "the grader has exited"; bwrap's
         # --die-with-parent does that job instead.
         kernel.append("--IPKernelApp.parent_handle=1")
+    argv = sandbox.wrap(kernel, ipc_dir, uid, kernel_environment(seed, sandbox.enabled, scratch))
     spec = {
-        "argv": sandbox.wrap(kernel, ipc_dir, uid, kernel_environment(seed, sandbox.enabled, scratch)),
+        "argv": cgroup.wrap(argv) if cgroup is not None else argv,
         "display_name": "cnnlab grading kernel",
         "language": "python",
         # ipykernel handles an interrupt request by signalling itself; a signal sent

@@ -22,16 +22,21 @@ source whose shares do not add up to the cell's points.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from cnnlab.grading.record import Record, matches, records_in
 from cnnlab.grading.restore import segment
-from cnnlab.grading.source import GradeItem
+from cnnlab.grading.source import GradeItem, unanswered
 
 __all__ = ["CellResult", "Check", "Reference", "collect_records", "partial_problems", "score", "unrecorded"]
 
 Reference = dict[str, dict[str, Record]]  # grade_id -> key -> the source's record
 WRITTEN_PENDING = "written answer: graded by a person"
+NOT_ANSWERED = "not answered: the cell holds only what the exercise gave"
+HIDDEN_FAILED = "hidden test failed"
+WITHHELD = "the error message is not shown: it quotes the hidden tests' code"
+MIN_QUOTED = 12  # a line of hidden code this long, found in a message, withholds the message
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,8 @@ def _failure_of_part(index: int, cell, kind: str, execution) -> str | None:
         ename, evalue = (str(shown.get("ename", "")), str(shown.get("evalue", ""))) if shown else ("", "")
     if ename == "NotImplementedError":
         return "not implemented yet: the answer still raises NotImplementedError"
-    if kind == "hidden":
-        return f"hidden test failed ({ename[:200] or 'error'})"
+    if kind == "hidden":  # what the kernel says about hidden code could quote it: only the grader's words
+        return HIDDEN_FAILED
     if not ename:
         return "the cell failed (the kernel replied 'error'; no message was shown)"
     return f"{ename[:200]}: {evalue[:500]}".rstrip(": ")
@@ -184,6 +189,26 @@ def _score_cell(item: GradeItem, parts: list, expected: dict[str, Record], execu
                       unrecorded=not expected)  # fmt: skip
 
 
+def _withheld(message: str, hidden_lines: list[str]) -> str:
+    """``message``, unless it quotes a line of hidden test code (a kernel can read the code as it runs)."""
+    return WITHHELD if any(line in message for line in hidden_lines) else message
+
+
+def _hidden_lines(executed) -> list[str]:
+    lines = set()
+    for cell in executed.cells:
+        if segment(cell).get("kind") == "hidden":
+            lines |= {line.strip() for line in str(cell.get("source", "")).splitlines() if len(line.strip()) >= MIN_QUOTED}
+    return sorted(lines)
+
+
+def _manual(item: GradeItem, answer: str | None) -> CellResult:
+    """A task a person marks: queued for marking, unless the student left it as the exercise gave it."""
+    if answer is None or unanswered(answer, item.question):
+        return CellResult(item.grade_id, 0.0, item.points, False, NOT_ANSWERED)
+    return CellResult(item.grade_id, 0.0, item.points, None, WRITTEN_PENDING)
+
+
 def score(items: list[GradeItem], reference: Reference, executed, execution) -> list[CellResult]:
     """One :class:`CellResult` per grade cell, in the order of ``items``.
 
@@ -191,15 +216,20 @@ def score(items: list[GradeItem], reference: Reference, executed, execution) -> 
     and run by :func:`cnnlab.grading.execute.execute`, which gave ``execution``.
     """
     by_grade: dict[str, list] = {}
+    answers: dict[str, str] = {}
     for index, cell in enumerate(executed.cells):
         seg = segment(cell)
+        if seg.get("kind") == "answer" and seg.get("grade_id"):
+            answers[seg["grade_id"]] = str(cell.get("source", ""))
         if seg.get("grade_id") and seg.get("kind") in ("visible", "hidden", "answer") and cell.cell_type == "code":
             by_grade.setdefault(seg["grade_id"], []).append((index, cell, seg["kind"]))
+    hidden_lines = _hidden_lines(executed)
     results = []
     for item in items:
         if item.manual:
-            results.append(CellResult(item.grade_id, 0.0, item.points, None, WRITTEN_PENDING))
-        else:
-            results.append(_score_cell(item, by_grade.get(item.grade_id, []), reference.get(item.grade_id, {}),
-                                       execution))  # fmt: skip
+            results.append(_manual(item, answers.get(item.grade_id)))
+            continue
+        result = _score_cell(item, by_grade.get(item.grade_id, []), reference.get(item.grade_id, {}), execution)
+        checks = tuple(dataclasses.replace(k, message=_withheld(k.message, hidden_lines)) for k in result.checks)
+        results.append(dataclasses.replace(result, message=_withheld(result.message, hidden_lines), checks=checks))
     return results

@@ -40,6 +40,7 @@ __all__ = [
     "read_notebook",
     "split_solution",
     "student_words",
+    "unanswered",
     "written_questions",
     "unrecorded_tests",
     "validate",
@@ -47,6 +48,8 @@ __all__ = [
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+# What nbgrader's ClearSolutions leaves in a student's answer cell: an answer that is only these is no answer.
+STUB_LINES = ("YOUR ANSWER HERE", "# YOUR CODE HERE", "raise NotImplementedError()", "raise NotImplementedError")
 
 
 class SourceError(ValueError):
@@ -164,16 +167,22 @@ class GradeItem:
 
     grade_id: str
     points: float
-    manual: bool  # a written answer, graded by a person
+    manual: bool  # graded by a person: a written answer, or nbgrader's "manually graded answer" code cell
+    question: str = ""  # a manual cell's own text outside its solution markers (what the student version keeps)
 
 
 def grade_items(nb) -> list[GradeItem]:
-    return [
-        GradeItem(
-            meta(c)["grade_id"], float(meta(c).get("points", 0)), is_solution(c) and c.cell_type == "markdown"
-        )
-        for c in grade_cells(nb)
-    ]
+    """Every scored cell. As in nbgrader, a cell that is both ``grade`` and ``solution`` is graded by a person,
+    whether it is markdown (a written answer) or code (a "manually graded answer")."""
+    return [GradeItem(meta(c)["grade_id"], float(meta(c).get("points", 0)), is_solution(c),
+                      split_solution(c.source)[0] if is_solution(c) else "")
+            for c in grade_cells(nb)]  # fmt: skip
+
+
+def unanswered(text: str, question: str = "") -> bool:
+    """Whether an answer cell holds nothing but the question and what ``cnnlab assign`` left there."""
+    words = student_words(str(text), question)
+    return not any(line.strip() and line.strip() not in STUB_LINES for line in words.splitlines())
 
 
 def split_solution(text: str) -> tuple[str, str]:
@@ -187,8 +196,20 @@ def split_solution(text: str) -> tuple[str, str]:
     return "\n".join(outside).strip(), "\n".join(inside).strip()
 
 
+def question_of(cells: list, index: int) -> str:
+    """The question a person marks cell ``index`` against: the cell's own text outside its solution
+    markers, or, when that is empty (the usual layout), the markdown cell just before it."""
+    question = split_solution(str(cells[index].get("source", "")))[0]
+    if question or index == 0:
+        return question
+    before = cells[index - 1]
+    if before.get("cell_type") == "markdown" and not meta(before):
+        return str(before.get("source", "")).strip()
+    return ""
+
+
 def written_questions(source: Path) -> dict[tuple[str, str], tuple[str, str]]:
-    """``{(assignment, grade_id): (question, model answer)}`` of every written task under ``source``.
+    """``{(assignment, grade_id): (question, model answer)}`` of every task a person marks under ``source``.
 
     ``source`` holds ``<assignment>.ipynb`` or ``<assignment>/<notebook>.ipynb`` (as ``cnnlab grade --source``).
     """
@@ -203,15 +224,17 @@ def written_questions(source: Path) -> dict[tuple[str, str], tuple[str, str]]:
             nb = read_notebook(path)
         except Exception:  # noqa: BLE001 -- an unreadable source only loses its questions on the page
             continue
-        for cell in grade_cells(nb):
-            if is_solution(cell) and cell.cell_type == "markdown":
-                found[(assignment, meta(cell)["grade_id"])] = split_solution(cell.source)
+        for index, cell in enumerate(nb.cells):
+            if is_grade(cell) and is_solution(cell):
+                found[(assignment, meta(cell)["grade_id"])] = (question_of(nb.cells, index),
+                                                               split_solution(cell.source)[1])  # fmt: skip
     return found
 
 
 def student_words(text: str, question: str) -> str:
     """The student's words: their cell without the question the student version repeats."""
     stripped = text.strip()
+    question = question.strip()
     if question and stripped.startswith(question):
         stripped = stripped[len(question):].strip()
     return stripped

@@ -21,7 +21,7 @@ from cnnlab.grading.execute import Limits
 from cnnlab.grading.restore import restore
 from cnnlab.grading.sandbox import Sandbox
 from cnnlab.grading.score import score
-from cnnlab.grading.source import SourceError, grade_items, is_grade, meta, read_notebook
+from cnnlab.grading.source import SourceError, grade_items, is_grade, meta, read_notebook, unanswered
 
 __all__ = ["TaskCheck", "validate_notebook"]
 
@@ -71,7 +71,7 @@ def validate_notebook(path: Path, limits: Limits | None = None) -> list[TaskChec
     ``limits`` default to the grader's. Raises :class:`SourceError` for a file that is not an assignment notebook.
     """
     limits = limits or Limits()
-    from cnnlab.grading.grade import KernelFailure, _Kernels  # noqa: PLC0415 -- grade imports heavy modules
+    from cnnlab.grading.kernels import KernelFailure, Kernels  # noqa: PLC0415 -- it imports heavy modules
 
     try:
         nb = read_notebook(path)
@@ -81,18 +81,18 @@ def validate_notebook(path: Path, limits: Limits | None = None) -> list[TaskChec
     if not items:
         raise SourceError(f"{path} has no graded cells (nbgrader metadata): is it an assignment from exercises/?")
     with tempfile.TemporaryDirectory(prefix="cnnlab-validate-") as tmp:
-        kernels = _Kernels(Sandbox(enabled=False, limits=limits), limits, seed=0, root=Path(tmp), uids=[None])
+        kernels = Kernels(Sandbox(enabled=False, limits=limits), limits, seed=0, root=Path(tmp), uids=[None])
         try:
             executed, execution = kernels.run(restore(nb, nb))
         except KernelFailure as error:
             raise SourceError(f"{path}: {error}") from None
     titles = _titles(nb)
     checks = []
-    answers = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells if c.cell_type == "markdown"}
+    answers = {meta(c).get("grade_id"): c.source for c in nb.cells if meta(c).get("solution")}
     for item, result in zip(items, score(items, {}, executed, execution), strict=True):
         if item.manual:
-            text = answers.get(item.grade_id, "")
-            verdict = "not answered" if "YOUR ANSWER HERE" in text or not text.strip() else "answered"
+            # The student's copy has no solution markers, so no question can be told apart from the answer.
+            verdict = "not answered" if unanswered(answers.get(item.grade_id, "")) else "answered"
             checks.append(TaskCheck(item.grade_id, titles.get(item.grade_id, item.grade_id), item.points, verdict))
         else:
             verdict, message = _verdict(result.passed, result.message)

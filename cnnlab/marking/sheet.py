@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlab.grading import marks
-from cnnlab.grading.report import read_sheet
+from cnnlab.grading.sheet import read_sheet
 from cnnlab.grading.source import student_words, written_questions
 
 __all__ = ["marking_sheet"]

@@ -51,6 +51,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnnlab.paths import ops_cache
+
 __all__ = ["BuildError", "BuildPlan", "build", "cache_dir", "compiler_version", "describe", "plan"]
 
 KERNELS = Path(__file__).resolve().parent / "kernels"
@@ -91,12 +93,8 @@ class BuildPlan:
 
 
 def cache_dir() -> Path:
-    """``$CNNLAB_OPS_CACHE``, else ``$XDG_CACHE_HOME/cnnlab/ops`` (``~/.cache/cnnlab/ops``)."""
-    explicit = os.environ.get("CNNLAB_OPS_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cnnlab" / "ops"
+    """Where built ops live: :func:`cnnlab.paths.ops_cache`."""
+    return ops_cache()
 
 
 def compiler_version(path: str) -> str:

@@ -7,8 +7,9 @@ import pytest
 
 from cnnlab import cli
 from cnnlab.grading.export import ExportError, export, parse_columns
-from cnnlab.grading.report import SubmissionResult, write_reports
+from cnnlab.grading.marks import publish
 from cnnlab.grading.score import CellResult
+from cnnlab.grading.sheet import Sheet, SubmissionResult
 
 CANVAS_ROSTER = (
     "Student,ID,SIS User ID,SIS Login ID,Section,Lab 1 (101)\n"
@@ -28,7 +29,7 @@ def out(tmp_path):
         SubmissionResult("mallory", "conv", "m.ipynb", "graded", cells),
         SubmissionResult("ada", "pool", "p.ipynb", "graded", (CellResult("t", 1.0, 2.0, False),)),
     ]
-    write_reports(results, tmp_path, seed=1, sandbox="bwrap")
+    publish(tmp_path, Sheet(1, "bwrap", results))
     return tmp_path
 
 

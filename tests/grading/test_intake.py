@@ -27,10 +27,58 @@ def _rows(tmp_path, assignments=ONE):
 
 def test_nbgrader_and_plain_layouts(tmp_path):
     _put(tmp_path / "submitted" / "alice" / "conv_basics" / "conv_basics.ipynb")
-    _put(tmp_path / "bob" / "conv_basics.ipynb")
-    rows = _rows(tmp_path)
+    _put(tmp_path / "plain" / "bob" / "conv_basics.ipynb")
+    rows = {(s.student, s.assignment): s for s in find_submissions([tmp_path / "submitted", tmp_path / "plain"], ONE)}
     assert set(rows) == {("alice", "conv_basics"), ("bob", "conv_basics")}
     assert all(not s.status for s in rows.values())
+
+
+@pytest.mark.parametrize("given", ["submitted/bob", "submitted/bob/conv_basics", "plain/bob",
+                                   "submitted/bob/conv_basics/conv_basics.ipynb"])  # fmt: skip
+def test_one_students_folder_or_notebook_is_that_student(tmp_path, given):
+    _put(tmp_path / "submitted" / "bob" / "conv_basics" / "conv_basics.ipynb")
+    _put(tmp_path / "plain" / "bob" / "conv_basics.ipynb")
+    [row] = find_submissions([tmp_path / given], ONE)
+    assert (row.student, row.assignment, row.status) == ("bob", "conv_basics", "")
+
+
+def test_the_owner_is_the_top_folder_however_deep_a_notebook_lies(tmp_path):
+    """A saboteur's nested folders named after others neither touch their rows nor make new students."""
+    victim = _put(tmp_path / "p_victim" / "conv_basics" / "conv_basics.ipynb")
+    _put(tmp_path / "p_saboteur" / "conv_basics" / "conv_basics.ipynb")
+    _put(tmp_path / "p_saboteur" / "conv_basics" / "p_victim" / "conv_basics.ipynb", SOURCE)
+    _put(tmp_path / "p_saboteur" / "conv_basics" / "p_ghost" / "conv_basics.ipynb", SOURCE)
+    os.symlink(tmp_path / "p_victim", tmp_path / "p_saboteur" / "data")
+    os.symlink(victim, tmp_path / "p_saboteur" / "conv_basics" / "p_victim.ipynb")
+    rows = _rows(tmp_path)
+    assert set(rows) == {("p_victim", "conv_basics"), ("p_saboteur", "conv_basics")}
+    assert not rows[("p_victim", "conv_basics")].status and rows[("p_victim", "conv_basics")].path == victim
+    saboteur = rows[("p_saboteur", "conv_basics")]
+    assert saboteur.status == "duplicate"  # three notebooks of its own named conv_basics: graded by nobody
+    assert any("symbolic link" in note for note in saboteur.notes)
+
+
+def test_links_beside_a_notebook_are_notes_on_its_one_row(tmp_path):
+    _put(tmp_path / "ann" / "conv_basics.ipynb")
+    os.symlink(tmp_path / "ann" / "conv_basics.ipynb", tmp_path / "ann" / "copy.ipynb")
+    [row] = find_submissions([tmp_path], ONE)
+    assert row.student == "ann" and not row.status and "symbolic link" in row.notes[0]
+
+
+def test_dot_folders_are_students_and_checkpoints_are_not(tmp_path):
+    _put(tmp_path / "..\\..\\x" / "conv_basics.ipynb")
+    _put(tmp_path / ".hidden" / "conv_basics.ipynb")
+    _put(tmp_path / ".ipynb_checkpoints" / "conv_basics-checkpoint.ipynb")
+    assert {s.student for s in find_submissions([tmp_path], ONE)} == {"..\\..\\x", ".hidden"}
+
+
+def test_names_that_are_not_utf8_become_stable_escapes(tmp_path):
+    folder = os.path.join(os.fsencode(tmp_path), b"p_j\xf3zef")  # CP-1252 bytes, as a ZIP unpacks them
+    os.makedirs(folder)
+    shutil.copy(CORRECT, os.path.join(folder, b"conv_basics.ipynb"))
+    [row] = find_submissions([tmp_path], ONE)
+    assert row.student == "p_j\\xf3zef" and row.student.encode("utf-8")
+    assert [s.student for s in find_submissions([tmp_path], ONE)] == [row.student]
 
 
 def test_checkpoints_hidden_folders_and_other_files_are_ignored(tmp_path):
@@ -51,6 +99,7 @@ def test_links_are_rejected_and_never_followed(tmp_path):
     assert rows[("linker", "conv_basics")].status == "rejected"
     assert "symbolic link" in rows[("linker", "conv_basics")].problem
     assert rows[("folder_linker", "conv_basics")].status == "rejected"
+    assert len(rows) == 2
 
 
 def test_a_fifo_is_rejected_without_being_opened(tmp_path):

@@ -10,8 +10,9 @@ import pytest
 
 from cnnlab.grading import marks
 from cnnlab.grading.late import LatePolicy, parse_time
-from cnnlab.grading.report import SubmissionResult, read_sheet, write_reports
+from cnnlab.grading.marks import publish
 from cnnlab.grading.score import CellResult
+from cnnlab.grading.sheet import LOCK_FILE, Sheet, SubmissionResult, read_sheet
 
 CELLS = (CellResult("test_a", 3.0, 3.0, True), CellResult("essay", 0.0, 2.0, None, "written answer: graded by a person"),
          CellResult("sketch", 0.0, 1.0, None, "written answer: graded by a person"))  # fmt: skip
@@ -24,7 +25,7 @@ def out(tmp_path):
                                 (("essay", f"{s} says so"), ("sketch", "")), penalty_percent=25.0 if s == "bob" else 0.0)
                for s in ("ann", "bob")]  # fmt: skip
     results.append(SubmissionResult("cy", "conv", "c.ipynb", "not-gradable", notes=("no kernel",)))
-    write_reports(results, tmp_path, seed=1, sandbox="bwrap", source="", late_policy=POLICY)
+    publish(tmp_path, Sheet(1, "bwrap", results, source="", late_policy=POLICY))
     return tmp_path
 
 
@@ -58,7 +59,7 @@ def test_clearing_a_mark_puts_the_answer_back_in_the_queue(out):
                                            (("conv", "ann", "essay", float("nan")), "outside 0 to 2")])
 def test_bad_marks_are_refused_and_change_nothing(out, args, message):
     def files():  # the empty lock file aside
-        return {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != marks.LOCK_FILE}
+        return {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != LOCK_FILE}
 
     before = files()
     with pytest.raises(marks.MarkError, match=message):
@@ -70,7 +71,7 @@ def test_a_regrade_keeps_every_mark(out):
     marks.set_mark(out, "conv", "ann", "sketch", 1, "fine")
     sheet = read_sheet(out)
     fresh = [SubmissionResult(r.student, r.assignment, r.path, r.status, CELLS if r.scored else ()) for r in sheet.results]
-    write_reports(fresh, out, seed=2, sandbox="bwrap")
+    publish(out, Sheet(2, "bwrap", fresh))
     assert _row(out, "ann")["sketch"] == "1" and _row(out, "ann")["total"] == "4"
 
 

@@ -3,8 +3,10 @@
 import csv
 import json
 
-from cnnlab.grading.report import SubmissionResult, feedback_page, read_results, write_reports
+from cnnlab.grading.marks import publish
+from cnnlab.grading.report import feedback_page
 from cnnlab.grading.score import CellResult
+from cnnlab.grading.sheet import Sheet, SubmissionResult, read_sheet
 
 CELLS = (CellResult("test_a", 3.0, 3.0, True), CellResult("test_b", 0.0, 2.0, False, "wrong", hidden=True),
          CellResult("essay", 0.0, 1.0, None, "written answer: graded by a person"))  # fmt: skip
@@ -22,7 +24,7 @@ def test_rows_nobody_could_score_have_no_points(tmp_path):
     results = [SubmissionResult("ann", "conv", "a.ipynb", "graded", CELLS),
                SubmissionResult("bob", "conv", "b.ipynb", "not-gradable", notes=("the kernel did not start",)),
                SubmissionResult("cy", "conv", "c.ipynb", "duplicate", notes=("2 notebooks",))]  # fmt: skip
-    write_reports(results, tmp_path, seed=7, sandbox="bwrap")
+    publish(tmp_path, Sheet(7, "bwrap", results))
     rows = {r["student"]: r for r in csv.DictReader((tmp_path / "grades.csv").open())}
     assert (rows["ann"]["total"], rows["ann"]["test_a"], rows["ann"]["sandbox"]) == ("3", "3", "bwrap")
     for student in ("bob", "cy"):
@@ -34,6 +36,7 @@ def test_rows_nobody_could_score_have_no_points(tmp_path):
 
 def test_results_read_back_as_written(tmp_path):
     results = [SubmissionResult("ann", "conv", "a.ipynb", "graded", CELLS, ("note",), (("essay", "Because."),), 1.5)]
-    write_reports(results, tmp_path, seed=7, sandbox="none")
-    seed, sandbox, back = read_results(tmp_path)
+    publish(tmp_path, Sheet(7, "none", results))
+    sheet = read_sheet(tmp_path)
+    seed, sandbox, back = sheet.seed, sheet.sandbox, sheet.results
     assert (seed, sandbox) == (7, "none") and back == results

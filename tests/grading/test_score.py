@@ -6,7 +6,15 @@ import pytest
 from cnnlab.grading.execute import Execution, Reply
 from cnnlab.grading.record import MIME, Comparison, Record, encode
 from cnnlab.grading.restore import SEGMENT
-from cnnlab.grading.score import collect_records, partial_problems, score, unrecorded
+from cnnlab.grading.score import (
+    NOT_ANSWERED,
+    WITHHELD,
+    WRITTEN_PENDING,
+    collect_records,
+    partial_problems,
+    score,
+    unrecorded,
+)
 from cnnlab.grading.source import GradeItem
 
 ITEMS = [GradeItem("test_a", 3.0, False), GradeItem("test_b", 2.0, False), GradeItem("essay", 1.0, True)]
@@ -29,8 +37,11 @@ def _error(ename="AssertionError", evalue="boom"):
 
 
 def _run(cells, replies=None, **execution):
+    """A notebook of ``cells``, then the student's written answer to ``essay``."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = cells
+    essay = nbformat.v4.new_markdown_cell("My essay.")
+    essay.metadata[SEGMENT] = {"grade_id": "essay", "kind": "answer"}
+    nb.cells = [*cells, essay]
     replies = replies if replies is not None else {i: Reply("ok") for i in range(len(cells))}
     return nb, Execution(replies=replies, **execution)
 
@@ -54,10 +65,30 @@ def test_an_error_reply_fails_the_cell_even_when_no_error_was_displayed():
     assert result.passed is False and "no message was shown" in result.message
 
 
-def test_hidden_failures_name_the_exception_only():
+def test_hidden_failures_show_only_the_graders_words():
+    """A kernel can read hidden code as it runs and put it in its error's name: none of that is shown."""
     nb, ex = _run([_cell("test_b", "hidden", [_error(evalue="expected 42")])],
-                  {0: Reply("error", "AssertionError", "expected 42")})
-    assert score(ITEMS, {}, nb, ex)[1].message == "hidden test failed (AssertionError)"
+                  {0: Reply("error", "assert output_size(7, 3, 1, 2) == 4", "expected 42")})
+    assert score(ITEMS, {}, nb, ex)[1].message == "hidden test failed"
+
+
+def test_a_visible_message_quoting_hidden_code_is_withheld():
+    hidden = _cell("test_a", "hidden")
+    hidden.source = "assert output_size(7, 3, 1, 2) == 4"
+    visible = _cell("test_b", "visible")
+    nb, ex = _run([hidden, visible], {0: Reply("ok"), 1: Reply("error", "ValueError", "assert output_size(7, 3, 1, 2) == 4")})
+    assert score(ITEMS, {}, nb, ex)[1].message == WITHHELD
+
+
+@pytest.mark.parametrize("text, pending", [("My essay.", True), ("YOUR ANSWER HERE", False), ("  \n", False),
+                                           ("YOUR ANSWER HERE\nBut here is my answer.", True),
+                                           ("# YOUR CODE HERE\nraise NotImplementedError()", False)])
+def test_a_written_answer_left_as_given_is_not_queued_for_marking(text, pending):
+    nb, ex = _run([])
+    nb.cells[-1].source = text
+    essay = score(ITEMS, {}, nb, ex)[2]
+    assert (essay.passed, essay.points) == ((None, 0.0) if pending else (False, 0.0))
+    assert essay.message == (WRITTEN_PENDING if pending else NOT_ANSWERED)
 
 
 def test_not_implemented_is_named():
@@ -120,7 +151,7 @@ def test_partial_credit_gives_each_check_its_share():
     assert (result.points, result.max_points, result.passed) == (2.0, 3.0, False)
     assert [(k.key, k.points, k.passed, k.message) for k in result.checks] == [
         ("a", 1.0, True, ""), ("b", 0.0, False, "wrong value"), ("c", 1.0, True, "")]
-    assert result.message.startswith("2 of 3 checks passed; hidden test failed (AssertionError)")
+    assert result.message == "2 of 3 checks passed; hidden test failed"
 
 
 def test_partial_credit_checks_that_never_arrived_score_nothing():

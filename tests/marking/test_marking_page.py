@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.grading.report import SubmissionResult, write_reports
+from cnnlab.grading.marks import publish
 from cnnlab.grading.score import CellResult
+from cnnlab.grading.sheet import Sheet, SubmissionResult
 from cnnlab.marking.sheet import marking_sheet
 from tests.browser import browser_page, jupyter
 
@@ -27,7 +28,7 @@ def _grades(root: Path) -> Path:
                                  CellResult("why_shorter", 0.0, 1.0, None, "written answer: graded by a person")),
                                 manual_answers=(("why_shorter", "Why is the output shorter than the input?\n\n" + a),))
                for s, a in ANSWERS.items()]  # fmt: skip
-    write_reports(results, out, seed=1, sandbox="bwrap", source=str(SOURCE))
+    publish(out, Sheet(1, "bwrap", results, source=str(SOURCE)))
     return out
 
 

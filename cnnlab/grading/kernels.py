@@ -1,0 +1,93 @@
+"""The kernel pool that ``cnnlab grade``, its Dask workers and ``cnnlab validate`` share.
+
+Each concurrent kernel has a slot: one of the kernel uids claimed for this
+grader (:func:`cnnlab.grading.sandbox.kernel_uids`), or ``None`` where the
+grader is not root. A run takes a slot, writes a kernelspec that starts the
+kernel inside the sandbox, executes the notebook
+(:func:`cnnlab.grading.execute.execute`) and gives the slot back.
+
+What is the student's and what is the grader's: a kernel that does not start,
+a full disk, or an exception inside the grader while the notebook runs is the
+grader's failure (:class:`KernelFailure`, a ``not-gradable`` row), never a
+zero. Only a kernel that died, or a limit the watchdog or the cgroup
+enforced, becomes a student's status.
+"""
+
+from __future__ import annotations
+
+import copy
+import queue
+import shutil
+import tempfile
+from pathlib import Path
+
+from cnnlab.grading.cgroups import KernelCgroup
+from cnnlab.grading.execute import GRADER_ERROR, Execution, Limits, execute
+from cnnlab.grading.sandbox import KERNEL_NAME, Sandbox, write_kernelspec
+
+__all__ = ["KernelFailure", "Kernels"]
+
+
+class KernelFailure(RuntimeError):
+    """The grader could not run a kernel (no start, no disk, its own bug): never the student's fault."""
+
+
+class Kernels:
+    """Runs notebooks in fresh sandboxed kernels, one per slot at a time."""
+
+    def __init__(self, sandbox: Sandbox, limits: Limits, seed: int, root: Path,
+                 uids: list[int | None] | queue.Queue):  # fmt: skip
+        """``uids``: the slots, or a queue of them shared with other instances (a Dask worker's, across runs).
+
+        ``root`` is where each kernel's scratch folder is made (mode 0711: kernels reach their own only).
+        """
+        self.sandbox, self.limits, self.seed, self.root = sandbox, limits, seed, root
+        if isinstance(uids, queue.Queue):
+            self.free = uids
+        else:
+            self.free = queue.Queue()
+            for uid in uids:
+                self.free.put(uid)
+
+    def run(self, nb) -> tuple[object, Execution]:
+        """``(executed notebook, execution)``; raises :class:`KernelFailure` when no kernel could run it.
+
+        A kernel that does not start is tried once more: its failure is the machine's
+        (a loaded host, a slot still being cleared), never anything the submission did.
+        """
+        try:
+            return self._run_once(nb)
+        except KernelFailure as error:
+            if getattr(error, "started", False):
+                raise
+            return self._run_once(nb)
+
+    def _run_once(self, nb) -> tuple[object, Execution]:
+        uid = self.free.get()
+        scratch = group = None
+        try:
+            scratch = Path(tempfile.mkdtemp(prefix="k", dir=self.root))
+            kernels, ipc, work = scratch / "kernels", scratch / "ipc", scratch / "work"
+            for folder in (ipc, work):
+                folder.mkdir()
+            # Tasks: the kernel's own threads (RLIMIT_NPROC per uid) and the sandbox's few processes.
+            group = KernelCgroup.create(self.limits.memory_mb, self.limits.threads + 16)
+            write_kernelspec(kernels, ipc, self.sandbox, self.seed, uid, work, cgroup=group)
+            executed = copy.deepcopy(nb)
+            execution = execute(executed, kernels, KERNEL_NAME, work, ipc, self.limits, cgroup=group,
+                                lock_ipc=self.sandbox.enabled and uid is not None)  # fmt: skip
+        except OSError as error:
+            raise KernelFailure(f"the grader could not prepare a kernel ({error.strerror or error})") from None
+        finally:
+            if group is not None:
+                group.remove()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            self.free.put(uid)
+        if execution.status == "not-started":
+            raise KernelFailure(f"the kernel did not start ({execution.detail[:300] or 'no reason given'})")
+        if execution.status == GRADER_ERROR:
+            failure = KernelFailure(f"the grader failed while the notebook ran ({execution.detail[:300]})")
+            failure.started = True  # the same notebook again would meet the same failure: not retried here
+            raise failure
+        return executed, execution
