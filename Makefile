@@ -33,7 +33,7 @@ lab: setup
 
 # The instructor's JupyterLab on the course folder, opened on the marking page of $(GRADES) (cnnlab grade --out).
 mark: setup
-	$(BIN)/jupyter lab --notebook-dir=. $(MARKING) --ServerApp.default_url='/cnnlab/marking?folder=$(GRADES)' \
+	$(BIN)/jupyter lab --notebook-dir=. $(MARKING) --LabApp.default_url='/cnnlab/marking?folder=$(GRADES)' \
 	  $(ROOT_FLAG) $(LAB_ARGS)
 
 test: cuda setup sandbox browser

@@ -128,6 +128,13 @@ def _grading_sandbox() -> Finding:
     return Finding("grading", "bubblewrap sandbox works: `cnnlab grade` can isolate submissions")
 
 
+def _grading_limits() -> Finding:
+    """What holds a grading kernel to its memory and process limits on this machine."""
+    from cnnlab.grading.cgroups import enforcer  # noqa: PLC0415
+
+    return Finding("grading", f"memory and process limits enforced by {enforcer()}")
+
+
 CHECKS: list[Callable[[], Finding | list[Finding]]] = [
     _python,
     _tensorflow,
@@ -145,6 +152,7 @@ CHECKS: list[Callable[[], Finding | list[Finding]]] = [
     _mnist,
     _custom_op,
     _grading_sandbox,
+    _grading_limits,
 ]
 
 

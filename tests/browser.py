@@ -54,8 +54,8 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def jupyter(root: Path, app: str = "server", extensions: dict[str, bool] | None = None, timeout: float = 60,
-            env: dict[str, str] | None = None):  # fmt: skip
-    """A ``jupyter server`` (or ``lab``) on ``root``, with extra ``env``; yields a :class:`Server`."""
+            env: dict[str, str] | None = None, args: tuple[str, ...] = ()):  # fmt: skip
+    """A ``jupyter server`` (or ``lab``) on ``root``, with extra ``env`` and command-line ``args``; yields a :class:`Server`."""
     port, token = _free_port(), secrets.token_hex(16)
     config = root.parent / f"jupyter-config-{port}"
     config.mkdir()
@@ -63,7 +63,7 @@ def jupyter(root: Path, app: str = "server", extensions: dict[str, bool] | None 
         json.dumps({"ServerApp": {"jpserver_extensions": extensions or {}}}))  # fmt: skip
     log = root.parent / f"jupyter-{port}.log"
     command = [str(Path(sys.executable).parent / "jupyter"), app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-               f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"]  # fmt: skip
+               f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0", *args]  # fmt: skip
     if os.geteuid() == 0:
         command.append("--allow-root")
     env = {**os.environ, **(env or {}), "JUPYTER_CONFIG_DIR": str(config),

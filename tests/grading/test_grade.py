@@ -32,7 +32,10 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 SOURCES = {"recorded": FIXTURES / "source", "plain": FIXTURES / "plain"}
 SUBMISSIONS = FIXTURES / "submissions"
 EXPECTED = json.loads((SUBMISSIONS / "expected.json").read_text())
-INTAKE = {"symlinked_to_source": ["rejected", 0], "fifo": ["rejected", 0], "two_untitled": ["duplicate", None]}
+INTAKE = {"symlinked_to_source": ["rejected", 0], "fifo": ["rejected", 0], "two_untitled": ["duplicate", None],
+          # added by the course fixture: names git cannot hold, and one student's folders inside another's
+          "p_j\\xf3zef": ["graded", 5], "long_name": ["graded", 5], "p_victim": ["graded", 5],
+          "p_saboteur": ["duplicate", None]}
 LIMITS = ["--timeout", "20", "--notebook-timeout", "120", "--memory-mb", "1500", "--workers", "2", "--scratch-mb", "64"]
 SECRET_ENV, SECRET_FILE = f"SECRET-ENV-{secrets.token_hex(8)}", f"SECRET-FILE-{secrets.token_hex(8)}"
 pytestmark = pytest.mark.slow
@@ -73,8 +76,21 @@ def course(tmp_path_factory):
     shutil.copy(FIXTURES / "source" / "conv_basics.ipynb", checkpoints / "conv_basics-checkpoint.ipynb")
     (submitted / "untouched" / "notes.txt").write_text("not a notebook")
     (submitted / "two_untitled").mkdir()
+    correct = SUBMISSIONS / "correct" / "conv_basics.ipynb"
     for name in ("Untitled.ipynb", "Untitled1.ipynb"):
-        shutil.copy(SUBMISSIONS / "correct" / "conv_basics.ipynb", submitted / "two_untitled" / name)
+        shutil.copy(correct, submitted / "two_untitled" / name)
+    cp1252 = os.path.join(os.fsencode(submitted), b"p_j\xf3zef")  # a ZIP unpacked with CP-1252 names
+    os.mkdir(cp1252)
+    shutil.copy(correct, os.path.join(cp1252, b"conv_basics.ipynb"))
+    (submitted / "long_name").mkdir()
+    shutil.copy(correct, submitted / "long_name" / f"{'x' * 240}.ipynb")
+    for student in ("p_victim", "p_saboteur"):
+        (submitted / student / "conv_basics").mkdir(parents=True)
+        shutil.copy(correct, submitted / student / "conv_basics" / "conv_basics.ipynb")
+    for nested in ("p_victim", "p_ghost"):  # the saboteur's folders named after others: still the saboteur's
+        (submitted / "p_saboteur" / "conv_basics" / nested).mkdir()
+        shutil.copy(FIXTURES / "source" / "conv_basics.ipynb", submitted / "p_saboteur" / "conv_basics" / nested)
+    os.symlink(submitted / "p_victim", submitted / "p_saboteur" / "data")
     home = root / "grader_home"
     home.mkdir()
     (home / "secret.txt").write_text(SECRET_FILE)
@@ -146,6 +162,18 @@ def test_feedback_says_what_happened(graded):
     assert "not yet graded" in pages["two_untitled"] and "Untitled.ipynb, Untitled1.ipynb" in pages["two_untitled"]
     plain = _page(graded["plain"][0], "correct")
     assert "no recorded values" in plain
+    assert "the kernel used more than 1500 MiB" in pages["holds_memory_in_a_memfd"]
+    assert "it quotes the hidden tests" in pages["echoes_hidden_code"]
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+def test_every_row_has_its_own_feedback_page(graded, kind):
+    out = graded[kind][0]
+    rows = json.loads((out / "grades.json").read_text())["submissions"]
+    pages = sorted(out.rglob("*.html"))
+    assert len(pages) == len(rows) == len({(r["student"], r["assignment"]) for r in rows})
+    assert all(len(p.name.encode()) <= 255 for p in pages)
+    assert json.loads((out / "grades.json").read_text())["limits_enforced_by"] in ("cgroup", "watchdog")
 
 
 def test_the_run_lists_test_cells_without_recorded_values(graded):

@@ -3,10 +3,11 @@
 import copy
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from cnnlab.grading import SourceError, validate
-from cnnlab.grading.source import read_notebook
+from cnnlab.grading.source import question_of, read_notebook
 
 SOURCE = Path(__file__).parents[1] / "fixtures" / "source" / "conv_basics.ipynb"
 
@@ -73,3 +74,15 @@ def test_a_source_without_grade_cells_is_rejected(nb):
     nb.cells = nb.cells[:3]
     with pytest.raises(SourceError, match="no grade cell"):
         validate(nb)
+
+
+def test_the_question_of_a_written_task_is_its_own_text_or_the_cell_before():
+    """The shipped assignments put the question in the markdown cell before the answer cell."""
+    asked = nbformat.v4.new_markdown_cell("## Task 5: why does the CNN beat the MLP?")
+    answer = nbformat.v4.new_markdown_cell("### BEGIN SOLUTION\nShared filters.\n### END SOLUTION",
+                                           metadata={"nbgrader": {"grade": True, "solution": True}})  # fmt: skip
+    inline = nbformat.v4.new_markdown_cell("Why?\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION",
+                                           metadata={"nbgrader": {"grade": True, "solution": True}})  # fmt: skip
+    cells = [asked, answer, inline]
+    assert question_of(cells, 1) == "## Task 5: why does the CNN beat the MLP?"
+    assert question_of(cells, 2) == "Why?"

@@ -5,6 +5,7 @@ Screenshots land in the test's temporary folder (printed on failure) at a laptop
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,44 @@ def test_the_page_refuses_a_folder_outside_the_server_root_and_bad_marks(tmp_pat
                                                  "points": 4}))  # fmt: skip
         assert bad.status == 400 and "outside 0 to 1" in bad.json()["error"]
     assert not (inside / "marks.json").exists()
+
+
+def _two_task_grades(root: Path) -> Path:
+    """Two written tasks, so the page's task menu has a choice."""
+    out = root / "grades"
+    cells = (CellResult("why_shorter", 0.0, 1.0, None, "written answer: graded by a person"),
+             CellResult("why_padding", 0.0, 2.0, None, "written answer: graded by a person"))  # fmt: skip
+    results = [SubmissionResult(s, "conv_basics", f"submitted/{s}/conv_basics/conv_basics.ipynb", "graded", cells,
+                                manual_answers=(("why_shorter", a or "x"), ("why_padding", "Padding keeps the size.")))
+               for s, a in ANSWERS.items()]  # fmt: skip
+    publish(out, Sheet(1, "bwrap", results, source=str(SOURCE)))
+    return out
+
+
+def _make_mark_default_url() -> str:
+    """The ``--LabApp.default_url`` that ``make mark`` passes, read from the Makefile (GRADES=grades)."""
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    match = re.search(r"--LabApp\.default_url='([^']+)'", makefile)
+    assert match, "make mark must set --LabApp.default_url (JupyterLab overrides --ServerApp.default_url)"
+    return match.group(1).replace("$(GRADES)", "grades")
+
+
+def test_make_mark_lands_on_the_marking_page_and_a_task_change_while_saving_keeps_the_mark(tmp_path):
+    root = tmp_path / "course"
+    root.mkdir()
+    out = _two_task_grades(root)
+    landing = _make_mark_default_url()
+    with jupyter(root, app="lab", extensions={"cnnlab.marking": True}, args=(f"--LabApp.default_url={landing}",)) \
+            as server, browser_page() as page:  # fmt: skip
+        page.goto(server.page_url(""))  # what `make mark` opens: the server's front page
+        page.wait_for_function("document.getElementById('who')?.textContent === 'ann'", timeout=60_000)
+        assert "/cnnlab/marking" in page.url
+        page.keyboard.type("1")  # and at once, before the save has gone out, another task
+        page.select_option("#task", index=1)
+        page.wait_for_function("document.getElementById('max').textContent === '/ 2'")
+        page.wait_for_function("document.getElementById('status').textContent === 'not marked yet'")
+        assert page.errors == []
+        page.keyboard.type("2")
+        page.wait_for_function("document.getElementById('status').textContent === 'saved'")
+    stored = json.loads((out / "marks.json").read_text())["marks"]["conv_basics"]["ann"]
+    assert stored["why_shorter"]["points"] == 1 and stored["why_padding"]["points"] == 2
