@@ -3,6 +3,7 @@
 The grades must equal a local run's for the same seed, and killing one worker mid-run must lose nothing.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -38,7 +39,7 @@ def test_a_cluster_grades_like_a_local_run_and_a_dying_worker_loses_nothing(subm
     with loopback_cluster(workers=2, threads=1, logs=tmp_path / "logs") as cluster:
         remote = tmp_path / "remote"
         grader = subprocess.Popen([str(BIN / "cnnlab"), "grade", str(submitted), "--source", source, "--out", str(remote),
-                                   "--seed", "5", "--timeout", "20", "--scheduler", cluster.address],
+                                   "--seed", "5", "--timeout", "20", "--scheduler", cluster.address, "--insecure"],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
         try:
             from distributed import Client
@@ -60,8 +61,10 @@ def test_a_cluster_grades_like_a_local_run_and_a_dying_worker_loses_nothing(subm
                 grader.kill()
         assert grader.returncode == 0, output
     assert "Remove worker" in (tmp_path / "logs" / "scheduler.log").read_text()  # the kill was seen, mid-run
-    assert "graded 6 submission(s) (6 graded)" in output and "grading" in output  # the summary and progress bar
+    assert "the sheet holds 6 row(s) (6 graded)" in output and "grading" in output  # the summary and progress bar
     assert (remote / "grades.csv").read_text() == (local / "grades.csv").read_text()
+    sheet = json.loads((remote / "grades.json").read_text())
+    assert sheet["scheduler"] == cluster.address and sheet["insecure_scheduler"] is True
     pages = sorted(p.relative_to(remote) for p in remote.rglob("*.html"))
     assert pages == sorted(p.relative_to(local) for p in local.rglob("*.html")) and len(pages) == len(CASES)
 
@@ -73,3 +76,12 @@ def _is_ancestor(ancestor: int, pid: int) -> bool:
         with open(f"/proc/{pid}/stat") as stat:
             pid = int(stat.read().rpartition(")")[2].split()[1])
     return False
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:9", "127.0.0.1:9"])
+def test_a_plain_tcp_scheduler_is_refused_before_anything_runs(submitted, tmp_path, address, capsys):
+    """Dask workers run as root: an unauthenticated scheduler needs --insecure, said out loud."""
+    out = tmp_path / "out"
+    assert cli.main(["grade", str(submitted), "--source", str(FIXTURES / "source"), "--out", str(out),
+                     "--scheduler", address]) == 2  # fmt: skip
+    assert "tls://" in capsys.readouterr().err and not out.exists()

@@ -6,8 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnnlab.grading import grade as grading
-from cnnlab.grading.execute import Limits
+from cnnlab.grading.execute import GRADER_ERROR, Limits
+from cnnlab.grading.kernels import KernelFailure, Kernels
 from cnnlab.grading.sandbox import Sandbox, kernel_uids, probe
 
 SUBMISSIONS = Path(__file__).parents[1] / "fixtures" / "submissions"
@@ -34,10 +34,49 @@ def test_a_killed_fork_bomb_is_gone_before_its_slot_is_used_again(tmp_path):
     probe()
     limits = Limits(cell_seconds=20, notebook_seconds=60, scratch_mb=64)
     with kernel_uids(1) as uids:
-        kernels = grading._Kernels(Sandbox(limits=limits), limits, seed=3, root=tmp_path, uids=uids)
+        kernels = Kernels(Sandbox(limits=limits), limits, seed=3, root=tmp_path, uids=uids)
         nb = nbformat.read(SUBMISSIONS / "fork_bomb" / "conv_basics.ipynb", as_version=4)
         _, execution = kernels.run(nb)
         assert execution.status == "processes"
         assert _tasks_of(uids[0]) == 0
         _, execution = kernels.run(nbformat.read(SUBMISSIONS / "correct" / "conv_basics.ipynb", as_version=4))
         assert execution.status == "ok" and execution.replies
+
+
+@pytest.mark.slow
+def test_an_exception_in_the_grader_while_a_notebook_runs_is_the_graders_failure(tmp_path, monkeypatch):
+    """Only a dead kernel or an enforced limit is the student's; anything raised here is not-gradable."""
+    from cnnlab.grading import execute as executing  # noqa: PLC0415
+
+    def broken(self, cell, cell_index, execute_reply, **kwargs):
+        if cell_index == 3:
+            raise RuntimeError("simulated bug in the grader")
+
+    monkeypatch.setattr(executing._GradingClient, "_cell_executed", broken)
+    limits = Limits(cell_seconds=20, notebook_seconds=60, scratch_mb=64)
+    kernels = Kernels(Sandbox(enabled=False, limits=limits), limits, seed=3, root=tmp_path, uids=[None])
+    nb = nbformat.read(SUBMISSIONS / "correct" / "conv_basics.ipynb", as_version=4)
+    with pytest.raises(KernelFailure, match="the grader failed while the notebook ran .*simulated bug"):
+        kernels.run(nb)
+    assert GRADER_ERROR == "grader-error"
+
+
+def test_a_message_too_large_or_undecodable_becomes_a_dropped_stub():
+    """Sizes are checked before decoding; nothing a kernel sends makes the session raise."""
+    from cnnlab.grading.execute import DROPPED, CappedSession  # noqa: PLC0415
+
+    session = CappedSession(max_bytes=1000)
+
+    def frames(content: bytes, msg_type="stream"):
+        message = session.msg(msg_type, content={})
+        parts = [session.pack(message["header"]), session.pack({}), session.pack({}), content]
+        return [b"<IDS|MSG>", session.sign(parts), *parts]
+
+    ok = session.deserialize(frames(b'{"name": "stdout", "text": "hi"}'))
+    assert ok["content"]["text"] == "hi" and DROPPED not in ok["metadata"]
+    for content in (b'{"text": "' + b"x" * 5000 + b'"}', b"[" * 10000 + b"]" * 10000, b"not json", b"[1, 2]"):
+        stub = session.deserialize(frames(content))
+        assert stub["metadata"][DROPPED] and stub["msg_type"] == "stream" and stub["content"]["text"] == ""
+    reply = session.deserialize(frames(b"[" * 10000, msg_type="execute_reply"))
+    assert reply["content"]["status"] == "error"
+    assert session.deserialize([b"garbage"])["metadata"][DROPPED]

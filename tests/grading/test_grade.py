@@ -23,7 +23,7 @@ from nbclient import NotebookClient
 import cnnlab
 from cnnlab import cli
 from cnnlab.grading import grade as grading
-from cnnlab.grading import sandbox
+from cnnlab.grading import kernels, sandbox
 from cnnlab.grading.execute import Execution, Limits
 from cnnlab.grading.restore import restore
 from cnnlab.grading.source import read_notebook
@@ -222,7 +222,7 @@ def _two(tmp_path) -> Path:
 
 
 def test_a_kernel_that_cannot_start_is_not_a_zero_and_can_be_graded_again(tmp_path, monkeypatch):
-    real = grading.execute
+    real = kernels.execute
 
     def failing_for_partly_correct(nb, *args, **kwargs):
         if any("ignores padding" in cell.source for cell in nb.cells):
@@ -232,7 +232,7 @@ def test_a_kernel_that_cannot_start_is_not_a_zero_and_can_be_graded_again(tmp_pa
     folder, out = _two(tmp_path), tmp_path / "out"
     run = grading.GradeRun(source=SOURCES["recorded"], out=out, seed=5, workers=2, progress=False,
                            limits=Limits(cell_seconds=20, scratch_mb=64))  # fmt: skip
-    monkeypatch.setattr(grading, "execute", failing_for_partly_correct)
+    monkeypatch.setattr(kernels, "execute", failing_for_partly_correct)
     grading.grade([folder], run)
     rows = _rows(out)
     assert (rows["correct"]["status"], rows["correct"]["total"]) == ("graded", "5")
@@ -240,7 +240,7 @@ def test_a_kernel_that_cannot_start_is_not_a_zero_and_can_be_graded_again(tmp_pa
     assert "simulated" in (out / "grades.json").read_text()
     first = json.loads((out / "grades.json").read_text())["submissions"][0]
 
-    monkeypatch.setattr(grading, "execute", real)
+    monkeypatch.setattr(kernels, "execute", real)
     assert cli.main(["grade", str(folder), "--source", str(SOURCES["recorded"]), "--out", str(out),
                      "--only-not-gradable", "--workers", "2"]) == 0  # fmt: skip
     rows = _rows(out)
@@ -249,7 +249,7 @@ def test_a_kernel_that_cannot_start_is_not_a_zero_and_can_be_graded_again(tmp_pa
 
 
 def test_a_source_that_cannot_run_makes_its_rows_not_gradable(tmp_path, monkeypatch):
-    monkeypatch.setattr(grading, "execute", lambda *a, **k: Execution(status="not-started", detail="no kernel"))
+    monkeypatch.setattr(kernels, "execute", lambda *a, **k: Execution(status="not-started", detail="no kernel"))
     grading.grade([_two(tmp_path)], grading.GradeRun(source=SOURCES["recorded"], out=tmp_path / "out", seed=1,
                                                      progress=False))  # fmt: skip
     rows = _rows(tmp_path / "out")
@@ -311,3 +311,60 @@ def test_restored_nbformat_is_valid():
     nb = restore(read_notebook(SOURCES["plain"] / "conv_basics.ipynb"),
                  read_notebook(SUBMISSIONS / "correct" / "conv_basics.ipynb"))  # fmt: skip
     nbformat.validate(nb)
+
+
+def test_one_students_folder_merges_into_the_class_sheet(tmp_path):
+    """``cnnlab grade submitted/<student>`` grades that student under their own name and keeps every other row."""
+    folder, out = _two(tmp_path), tmp_path / "out"
+    args = ["--source", str(SOURCES["recorded"]), "--out", str(out), "--workers", "2", "--timeout", "20"]
+    assert cli.main(["grade", str(folder), *args]) == 0
+    before = _rows(out)
+    assert cli.main(["grade", str(folder / "partly_correct"), *args]) == 0
+    after = _rows(out)
+    assert set(after) == {"correct", "partly_correct"} and after["correct"] == before["correct"]
+    assert (after["partly_correct"]["status"], after["partly_correct"]["total"]) == ("graded", "3")
+    assert sorted(p.parent.parent.name for p in (out / "feedback").rglob("*.html")) == ["correct", "partly_correct"]
+
+
+def test_a_folder_that_cannot_take_the_run_is_refused_before_any_kernel(tmp_path, capsys):
+    folder, out = _two(tmp_path), tmp_path / "out"
+    out.mkdir()
+    (out / "marks.json").write_text("{ not json")
+    args = [str(folder), "--source", str(SOURCES["recorded"]), "--out", str(out)]
+    assert cli.main(["grade", *args]) == 1 and "marks.json" in capsys.readouterr().err
+    (out / "marks.json").unlink()
+    (out / "grades.json").write_text(json.dumps({"seed": 1, "sandbox": "bwrap", "source": "/elsewhere",
+                                                 "submissions": []}))  # fmt: skip
+    assert cli.main(["grade", *args]) == 1 and "its sources were /elsewhere" in capsys.readouterr().err
+    assert cli.main(["grade", *args[:-1], str(tmp_path / "out" / "grades.json")]) == 1
+    assert "is a file" in capsys.readouterr().err
+    assert not (out / "grades.csv").exists()
+
+
+def test_an_interrupted_run_keeps_its_finished_rows_and_resumes(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or a crash) after one row: that row is in the journal, and the same command grades only the rest."""
+    from cnnlab.grading import pipeline  # noqa: PLC0415
+
+    folder, out = _two(tmp_path), tmp_path / "out"
+    real, calls = grading.grade_one, []
+
+    def interrupted_after_one(sub, *args):
+        calls.append(sub.student)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(sub, *args)
+
+    monkeypatch.setattr(grading, "grade_one", interrupted_after_one)
+    args = ["grade", str(folder), "--source", str(SOURCES["recorded"]), "--out", str(out), "--workers", "1",
+            "--seed", "4", "--timeout", "20"]  # fmt: skip
+    assert cli.main(args) == 130 and "run the same command again" in capsys.readouterr().err
+    journal = (out / "grades.journal.jsonl").read_text().splitlines()
+    assert len(journal) == 2 and not (out / "grades.csv").exists()  # the header and the one finished row
+    first = calls[0]
+
+    monkeypatch.setattr(grading, "grade_one", lambda sub, *a: calls.append(sub.student) or pipeline.grade_one(sub, *a))
+    assert cli.main(args) == 0 and "resuming an interrupted run: 1 of 2" in capsys.readouterr().out
+    assert calls[2:] == [s for s in ("correct", "partly_correct") if s != first]  # the finished row was not re-run
+    rows = _rows(out)
+    assert (rows["correct"]["total"], rows["partly_correct"]["total"]) == ("5", "3")
+    assert not (out / "grades.journal.jsonl").exists()
