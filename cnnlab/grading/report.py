@@ -51,11 +51,11 @@ MAX_NAME = 80  # characters of a name kept in a file name, before the hash
 _VERDICT = {True: "passed", False: "failed", None: "manual"}
 
 
-def safe_name(text: str) -> str:
+def safe_name(text: str, hashed: bool = False) -> str:
     """``text`` as one file name: itself when it is plain ASCII (letters, digits, ``._-``) and short;
-    otherwise a readable part plus a hash of the whole, so that no two names ever share a file."""
+    otherwise (or when ``hashed``) a readable part plus a hash of the whole, so no two names share a file."""
     plain = _SAFE.sub("_", text).strip("._")[:MAX_NAME]
-    if plain == text:
+    if plain == text and not hashed:
         return text
     digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:10]
     return f"{plain}-{digest}" if plain else digest
@@ -94,10 +94,13 @@ def feedback_paths(out: Path, results: list[SubmissionResult]) -> dict[tuple[str
     paths: dict[tuple[str, str], Path] = {}
     seen: dict[str, tuple[str, str]] = {}
     for r in results:
-        notebook = safe_name(Path(r.path).stem) if r.path else safe_name(r.assignment)
-        path = out / "feedback" / safe_name(r.student) / safe_name(r.assignment) / f"{notebook}.html"
-        folded = str(path.relative_to(out)).casefold()
-        if folded in seen:
+        for hashed in (False, True):  # names equal but for case (Bob, bob) share a folder on macOS: hash them
+            notebook = safe_name(Path(r.path).stem if r.path else r.assignment, hashed)
+            path = out / "feedback" / safe_name(r.student, hashed) / safe_name(r.assignment) / f"{notebook}.html"
+            folded = str(path.relative_to(out)).casefold()
+            if folded not in seen:
+                break
+        else:
             raise ValueError(f"feedback pages of {seen[folded]} and {r.key} would be one file ({path})")
         seen[folded] = r.key
         paths[r.key] = path

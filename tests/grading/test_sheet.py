@@ -1,0 +1,72 @@
+"""The grade sheet's rows: the journal of a run, merging runs, one row per (student, assignment), safe files."""
+
+import csv
+import io
+
+import pytest
+
+from cnnlab.grading.report import feedback_paths, safe_name
+from cnnlab.grading.score import CellResult
+from cnnlab.grading.sheet import (JOURNAL_FILE, Journal, SubmissionResult, check_unique, display_name, merge,
+                                  write_atomically)  # fmt: skip
+from cnnlab.grading.spreadsheet import cell, csv_text, read_cell
+
+HEADER = {"seed": 3, "sandbox": "bwrap", "source": "/s", "sources": "abc", "late_policy": None}
+
+
+def _row(student, total=1.0, assignment="conv"):
+    return SubmissionResult(student, assignment, f"{student}/conv.ipynb", "graded", (CellResult("t", total, 2.0, True),))
+
+
+def test_the_journal_keeps_every_finished_row_and_ignores_a_line_cut_short(tmp_path):
+    journal = Journal(tmp_path, HEADER)
+    journal.start([])
+    journal.append(_row("ann"))
+    journal.append(_row("bob", 2.0))
+    journal.close(remove=False)
+    with open(tmp_path / JOURNAL_FILE, "a") as handle:
+        handle.write('{"student": "cy", "assign')  # the grader died mid-line
+    rows, why = Journal(tmp_path, HEADER).earlier_rows()
+    assert why == "" and [(r.student, r.total) for r in rows] == [("ann", 1.0), ("bob", 2.0)]
+    assert Journal.seed_in(tmp_path, {k: v for k, v in HEADER.items() if k != "seed"}) == 3
+
+
+def test_a_journal_of_other_settings_is_set_aside_not_lost(tmp_path):
+    journal = Journal(tmp_path, HEADER)
+    journal.start([_row("ann")])
+    journal.close(remove=False)
+    rows, why = Journal(tmp_path, {**HEADER, "seed": 4}).earlier_rows()
+    assert rows == [] and "grades.journal-1.jsonl" in why
+    assert "ann" in (tmp_path / "grades.journal-1.jsonl").read_text() and not (tmp_path / JOURNAL_FILE).exists()
+
+
+def test_merge_replaces_the_rows_graded_again_and_keeps_the_rest():
+    merged = merge([_row("ann"), _row("bob"), _row("ann", assignment="pool")], [_row("bob", 2.0)])
+    assert [(r.student, r.assignment, r.total) for r in merged] == [("ann", "conv", 1.0), ("ann", "pool", 1.0),
+                                                                    ("bob", "conv", 2.0)]  # fmt: skip
+    with pytest.raises(ValueError, match="two rows for student 'ann'"):
+        check_unique([_row("ann"), _row("ann", 2.0)])
+
+
+@pytest.mark.parametrize("names", [("p_józef", "p_jözef"), ("a b", "a_b"), ("ünï", "çøð"), ("Bob", "bob"),
+                                   ("x" * 240, "x" * 241), ("..\\..\\x", "x")])  # fmt: skip
+def test_feedback_pages_never_collide_and_fit_a_file_name(tmp_path, names):
+    paths = feedback_paths(tmp_path, [_row(n) for n in names])
+    assert len({str(p).casefold() for p in paths.values()}) == len(names)
+    assert all(len(part.encode()) <= 255 and part not in (".", "..") for p in paths.values() for part in p.parts)
+    assert safe_name("ann") == "ann"
+
+
+def test_long_and_non_utf8_names_are_written(tmp_path):
+    name = display_name("p_j\udcf3zef")  # os.fsdecode of CP-1252 bytes
+    assert name == "p_j\\xf3zef"
+    page = tmp_path / f"{'y' * 250}.html"
+    write_atomically(page, "text \udcff")  # a lone surrogate is escaped, never an exception
+    assert page.read_text() == "text \\udcff" and [p.name for p in tmp_path.iterdir()] == [page.name]
+
+
+@pytest.mark.parametrize("text", ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"])
+def test_spreadsheet_formulas_are_text_and_read_back(text):
+    assert cell(text) == "'" + text and read_cell(cell(text)) == text
+    assert read_cell("'plain") == "'plain" and cell("ann") == "ann"
+    assert next(csv.reader(io.StringIO(csv_text([[text, 3]])))) == ["'" + text, "3"]
