@@ -7,8 +7,15 @@ import pytest
 
 from cnnlab.grading.report import feedback_paths, safe_name
 from cnnlab.grading.score import CellResult
-from cnnlab.grading.sheet import (JOURNAL_FILE, Journal, SubmissionResult, check_unique, display_name, merge,
-                                  write_atomically)  # fmt: skip
+from cnnlab.grading.sheet import (
+    JOURNAL_FILE,
+    Journal,
+    SubmissionResult,
+    check_unique,
+    display_name,
+    merge,
+    write_atomically,  # fmt: skip
+)
 from cnnlab.grading.spreadsheet import cell, csv_text, read_cell
 
 HEADER = {"seed": 3, "sandbox": "bwrap", "source": "/s", "sources": "abc", "late_policy": None}
