@@ -59,7 +59,11 @@ def _assign(args: argparse.Namespace) -> int:
         if args.check:
             result = assign.check(args.source_dir, args.out_dir)
             for line in result.warnings:
-                print(f"warning: {line}", file=sys.stderr)
+                print(f"{'warning' if args.allow_unrecorded else 'error'}: {line}", file=sys.stderr)
+            if result.warnings and not args.allow_unrecorded:
+                print("test cells that record no value can be forged by a submission: make them record() their "
+                      "values, or pass --allow-unrecorded for a plain nbgrader source", file=sys.stderr)  # fmt: skip
+                return 1
             stale = result.stale
             for line in stale:
                 print(line)
@@ -249,7 +253,10 @@ def parser() -> argparse.ArgumentParser:
     assign = commands.add_parser("assign", help="generate student versions from the assignment sources")
     assign.add_argument("source_dir", nargs="?", type=Path, default=Path("solutions"))
     assign.add_argument("out_dir", nargs="?", type=Path, default=Path("exercises"))
-    assign.add_argument("--check", action="store_true", help="exit non-zero if out_dir is out of date")
+    assign.add_argument("--check", action="store_true",
+                        help="exit non-zero if out_dir is out of date, or a test cell records no value")  # fmt: skip
+    assign.add_argument("--allow-unrecorded", action="store_true",
+                        help="with --check: only warn about test cells that record no value (plain nbgrader sources)")  # fmt: skip
     assign.set_defaults(run=_assign)
 
     grade = commands.add_parser("grade", help="grade submissions (notebooks or nbgrader submitted/ folders)")

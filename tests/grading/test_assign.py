@@ -72,3 +72,14 @@ def test_assign_warns_about_test_cells_that_record_nothing(tmp_path, capsys):
     assert "test_conv1d, test_output_length" in capsys.readouterr().err
     assert cli.main(["assign", "--check", str(fixtures / "source"), str(tmp_path / "other")]) == 1
     assert "no record() call" not in capsys.readouterr().err
+
+
+def test_check_fails_on_test_cells_that_record_nothing_unless_allowed(tmp_path, capsys):
+    """`make test` checks the project's own sources this way: a forgeable verdict is an error there."""
+    fixtures = Path(__file__).parents[1] / "fixtures"
+    assert cli.main(["assign", str(fixtures / "plain"), str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert cli.main(["assign", "--check", str(fixtures / "plain"), str(tmp_path)]) == 1
+    assert "error:" in capsys.readouterr().err
+    assert cli.main(["assign", "--check", "--allow-unrecorded", str(fixtures / "plain"), str(tmp_path)]) == 0
+    assert "warning:" in capsys.readouterr().err

@@ -70,7 +70,7 @@ def test_a_message_too_large_or_undecodable_becomes_a_dropped_stub():
     def frames(content: bytes, msg_type="stream"):
         message = session.msg(msg_type, content={})
         parts = [session.pack(message["header"]), session.pack({}), session.pack({}), content]
-        return [b"<IDS|MSG>", session.sign(parts), *parts]
+        return [session.sign(parts), *parts]  # what Session.recv hands on, after the identities
 
     ok = session.deserialize(frames(b'{"name": "stdout", "text": "hi"}'))
     assert ok["content"]["text"] == "hi" and DROPPED not in ok["metadata"]
