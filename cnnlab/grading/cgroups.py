@@ -156,6 +156,14 @@ class KernelCgroup:
         counts = dict(line.split()[:2] for line in text.splitlines() if len(line.split()) >= 2)
         return int(counts.get("oom_kill", "0") or 0) > 0
 
+    def hit_limit(self) -> bool:
+        """Whether the cgroup's memory ever reached its limit (a request failed or had to be reclaimed for)."""
+        if self.kind == "v1":
+            return int(self._read("memory", "memory.failcnt").strip() or 0) > 0
+        counts = dict(line.split()[:2] for line in self._read("memory", "memory.events").splitlines()
+                      if len(line.split()) >= 2)  # fmt: skip
+        return int(counts.get("max", "0") or 0) > 0
+
     def peak_mb(self) -> float:
         text = self._read("memory", "memory.max_usage_in_bytes" if self.kind == "v1" else "memory.peak")
         return int(text.strip() or 0) / 2**20

@@ -40,6 +40,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from traitlets import Integer
 
+from cnnlab.grading.artefacts import fetch
 from cnnlab.grading.cgroups import KernelCgroup, kill_pid, start_time
 from cnnlab.grading.record import MIME
 
@@ -47,6 +48,7 @@ __all__ = ["GRADER_ERROR", "Execution", "Limits", "Reply", "execute"]
 
 SANDBOX_EXIT_SECONDS = 30
 GRADER_ERROR = "grader-error"  # an exception in this process while the notebook ran: not the student's doing
+ARTEFACT_BUDGET = 500 * 2**20  # bytes of artefacts copied out of one kernel
 DROPPED = "cnnlab_dropped"  # metadata flag of a message replaced by a stub (too large, or undecodable)
 
 
@@ -86,6 +88,7 @@ class Execution:
     detail: str = ""
     peak_memory_mb: float = 0.0
     enforced_by: str = "watchdog"  # or "cgroup": what held memory and processes to their limits
+    memory_limit_hit: bool = False  # the cgroup refused memory (a write into a memfd fails rather than being killed)
 
 
 def _tree(root: int, cap: int = 1 << 30) -> list[int]:
@@ -280,9 +283,11 @@ class _GradingClient(NotebookClient):
     """nbclient with an output cap, the replies kept, and a hook that starts the watchdog."""
 
     def __init__(self, *args, limits: Limits, execution: Execution, cgroup: KernelCgroup | None = None,
-                 lock_ipc: Path | None = None, **kwargs):  # fmt: skip
+                 lock_ipc: Path | None = None, artefacts: tuple[Path, Path | None] | None = None, **kwargs):  # fmt: skip
         super().__init__(*args, **kwargs)
         self.limits, self.execution, self.cgroup, self.lock_ipc = limits, execution, cgroup, lock_ipc
+        self.artefacts = artefacts  # (where fetched artefacts go, the kernel's scratch when unsandboxed)
+        self.artefact_budget = [ARTEFACT_BUDGET]
         self.text_bytes = self.record_bytes = 0
         self.watchdog: _Watchdog | None = None
         self.current_cell = -1
@@ -316,6 +321,13 @@ class _GradingClient(NotebookClient):
             str(content.get("status", "error")), str(content.get("ename", "") or ""),
             str(content.get("evalue", "") or ""),
         )  # fmt: skip
+        if self.artefacts is not None:  # now, while the kernel (and its scratch) is alive
+            dest, unsandboxed_scratch = self.artefacts
+            init = self.watchdog.sandbox_init if self.watchdog else None
+            if unsandboxed_scratch is not None:
+                fetch(cell, str(unsandboxed_scratch), (), dest, self.artefact_budget)
+            elif init is not None:
+                fetch(cell, f"/proc/{init}/root", ("tmp",), dest, self.artefact_budget)
 
     async def _async_handle_timeout(self, timeout, cell=None):
         self.execution.timed_out_cells.add(self.current_cell)
@@ -356,12 +368,16 @@ def _shut_down(km) -> None:
 
 
 def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, limits: Limits, *,
-            cgroup: KernelCgroup | None = None, lock_ipc: bool = False) -> Execution:  # fmt: skip
+            cgroup: KernelCgroup | None = None, lock_ipc: bool = False, artefacts: Path | None = None,
+            sandboxed: bool = True) -> Execution:  # fmt: skip
     """Execute ``nb`` in place in a new kernel ``kernel_name`` found in ``kernel_dirs``.
 
     The kernel starts in ``cwd`` and talks to this process over Unix sockets in ``ipc_dir``;
     ``lock_ipc`` (root, kernel under a uid of its own): once the kernel is up, ``ipc_dir``
     becomes root's and read-only to it. ``cgroup``: the kernel's, made by the caller.
+    ``artefacts``: where the files that records name are copied as each cell finishes
+    (:func:`cnnlab.grading.artefacts.fetch`); ``sandboxed``: whether the kernel's scratch is
+    inside a sandbox (else it is ``cwd``).
     """
     from jupyter_client import AsyncKernelManager  # noqa: PLC0415
     from jupyter_client.kernelspec import KernelSpecManager  # noqa: PLC0415
@@ -380,6 +396,7 @@ def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, l
     )
     client = _GradingClient(
         nb, km=km, limits=limits, execution=execution, cgroup=cgroup, lock_ipc=ipc_dir if lock_ipc else None,
+        artefacts=None if artefacts is None else (artefacts, None if sandboxed else cwd),
         timeout=int(max(1, limits.cell_seconds)),
         startup_timeout=120, allow_errors=True, interrupt_on_timeout=True,
         error_on_timeout={"ename": "CellTimeout", "evalue": f"the cell ran longer than {limits.cell_seconds:g} s",
@@ -404,6 +421,9 @@ def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, l
                 execution.status, execution.died_at_cell = client.watchdog.reason, client.current_cell
         if cgroup is not None and cgroup.oom_killed() and execution.status in ("ok", "kernel-died", GRADER_ERROR):
             execution.status, execution.died_at_cell = "memory", client.current_cell
+        if cgroup is not None:
+            execution.memory_limit_hit = cgroup.hit_limit()
+            execution.peak_memory_mb = max(execution.peak_memory_mb, cgroup.peak_mb())
             init = client.watchdog.sandbox_init
             if init is not None and not _wait_for_sandbox_exit(init, SANDBOX_EXIT_SECONDS):
                 execution.detail += f" (the sandbox's processes were still exiting after {SANDBOX_EXIT_SECONDS} s)"

@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnlab.grading import cgroups, cluster, marks
+from cnnlab.grading.artefacts import measure_all
 from cnnlab.grading.execute import Limits
 from cnnlab.grading.intake import Submission, find_submissions
 from cnnlab.grading.kernels import KernelFailure, Kernels
@@ -145,7 +146,11 @@ def _reference(kernels: Kernels, assignment: Assignment) -> tuple[Reference, lis
 
     Raises :class:`SourceError` when the source fails its own tests, :class:`KernelFailure` when it cannot run.
     """
-    executed, execution = kernels.run(restore(assignment.nb, assignment.nb))
+    with tempfile.TemporaryDirectory(prefix="cnnlab-artefacts-") as folder:
+        executed, execution = kernels.run(restore(assignment.nb, assignment.nb), artefacts=Path(folder))
+        own = collect_records(executed)  # the source's own records say how its artefacts are measured
+        measure_all(executed, lambda g, k: own[g][k].compare if k in own.get(g, {}) else None, Path(folder),
+                    kernels.measure)  # fmt: skip
     reference = collect_records(executed)
     failing = [r for r in score(list(assignment.items), reference, executed, execution) if r.passed is False]
     missed = [f"{g}: {k} misses its own bound {r.compare.describe()}"

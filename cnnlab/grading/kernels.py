@@ -16,14 +16,17 @@ enforced, becomes a student's status.
 from __future__ import annotations
 
 import copy
+import json
 import queue
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from cnnlab.grading.cgroups import KernelCgroup
 from cnnlab.grading.execute import GRADER_ERROR, Execution, Limits, execute
-from cnnlab.grading.sandbox import KERNEL_NAME, Sandbox, write_kernelspec
+from cnnlab.grading.sandbox import KERNEL_NAME, Sandbox, kernel_environment, write_kernelspec
 
 __all__ = ["KernelFailure", "Kernels"]
 
@@ -49,20 +52,22 @@ class Kernels:
             for uid in uids:
                 self.free.put(uid)
 
-    def run(self, nb) -> tuple[object, Execution]:
+    def run(self, nb, artefacts: Path | None = None) -> tuple[object, Execution]:
         """``(executed notebook, execution)``; raises :class:`KernelFailure` when no kernel could run it.
+
+        ``artefacts``: where the files its records name are copied (:mod:`cnnlab.grading.artefacts`).
 
         A kernel that does not start is tried once more: its failure is the machine's
         (a loaded host, a slot still being cleared), never anything the submission did.
         """
         try:
-            return self._run_once(nb)
+            return self._run_once(nb, artefacts)
         except KernelFailure as error:
             if getattr(error, "started", False):
                 raise
-            return self._run_once(nb)
+            return self._run_once(nb, artefacts)
 
-    def _run_once(self, nb) -> tuple[object, Execution]:
+    def _run_once(self, nb, artefacts: Path | None) -> tuple[object, Execution]:
         uid = self.free.get()
         scratch = group = None
         try:
@@ -75,7 +80,8 @@ class Kernels:
             write_kernelspec(kernels, ipc, self.sandbox, self.seed, uid, work, cgroup=group)
             executed = copy.deepcopy(nb)
             execution = execute(executed, kernels, KERNEL_NAME, work, ipc, self.limits, cgroup=group,
-                                lock_ipc=self.sandbox.enabled and uid is not None)  # fmt: skip
+                                lock_ipc=self.sandbox.enabled and uid is not None, artefacts=artefacts,
+                                sandboxed=self.sandbox.enabled)  # fmt: skip
         except OSError as error:
             raise KernelFailure(f"the grader could not prepare a kernel ({error.strerror or error})") from None
         finally:
@@ -91,3 +97,51 @@ class Kernels:
             failure.started = True  # the same notebook again would meet the same failure: not retried here
             raise failure
         return executed, execution
+
+    def measure(self, artefact: Path, task: str, params: dict) -> dict:
+        """Measure ``artefact`` with :mod:`cnnlab.grading.measure` in a fresh sandboxed process (a slot's uid,
+        a cgroup, the kernel's limits), which runs no student code: its JSON answer, ``{"measures": ...}`` or
+        ``{"error": ...}``. Raises :class:`KernelFailure` when the grader could not run it."""
+        uid = self.free.get()
+        scratch = group = None
+        try:
+            scratch = Path(tempfile.mkdtemp(prefix="m", dir=self.root))
+            ipc, work, held = scratch / "ipc", scratch / "work", scratch / "artefact"
+            for folder in (ipc, work, held):
+                folder.mkdir()
+            held.chmod(0o755)
+            copy_ = held / artefact.name
+            shutil.copyfile(artefact, copy_)
+            copy_.chmod(0o644)
+            script = Path(__file__).with_name("measure.py")
+            argv = [sys.executable, str(script), "--task", task, "--params", json.dumps(params),
+                    "--artefact", str(copy_)]  # fmt: skip
+            env = kernel_environment(self.seed, self.sandbox.enabled, work)
+            command = self.sandbox.wrap(argv, ipc, uid, env, readonly=(held,))
+            group = KernelCgroup.create(self.limits.memory_mb, self.limits.threads + 16)
+            if group is not None:
+                command = group.wrap(command)
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=max(60.0, self.limits.cell_seconds),
+                                      cwd=work)  # fmt: skip
+            except subprocess.TimeoutExpired:
+                return {"error": "measuring it took longer than the time a cell may take"}
+            if group is not None and group.oom_killed():
+                return {"error": f"measuring it needed more than {self.limits.memory_mb} MiB"}
+            for line in reversed(done.stdout.splitlines()):
+                try:
+                    answer = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(answer, dict) and ("measures" in answer or "error" in answer):
+                    return answer
+            raise KernelFailure(f"the grader's measurement did not run (exit {done.returncode}: "
+                                f"{(done.stderr.strip().splitlines() or ['no message'])[-1][:300]})")  # fmt: skip
+        except OSError as error:
+            raise KernelFailure(f"the grader could not measure an artefact ({error.strerror or error})") from None
+        finally:
+            if group is not None:
+                group.remove()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            self.free.put(uid)

@@ -9,10 +9,12 @@ and its Dask workers (:mod:`cnnlab.grading.cluster`) both call them.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.grading.artefacts import measure_all
 from cnnlab.grading.execute import Execution, Limits
 from cnnlab.grading.intake import Submission, read_submission
 from cnnlab.grading.kernels import KernelFailure, Kernels
@@ -61,6 +63,9 @@ def _execution_notes(execution: Execution, limits: Limits) -> tuple[str, ...]:
         if execution.status in ("memory", "processes"):
             note += f" (by {_ENFORCED.get(execution.enforced_by, execution.enforced_by)})"
         notes.append(note)
+    if execution.memory_limit_hit and execution.status != "memory":
+        notes.append(f"the kernel reached its memory limit of {limits.memory_mb} MiB, shared memory included: "
+                     "requests for more failed")  # fmt: skip
     if execution.output_truncated:
         notes.append(f"output beyond {limits.output_bytes:,} bytes was dropped")
     return tuple(notes)
@@ -86,8 +91,15 @@ def prepare(sub: Submission, assignment: Assignment | None, reference: Reference
 def run_and_score(sub: Submission, assignment: Assignment, reference: Reference, nb, kernels: Kernels) -> SubmissionResult:
     """Execute a read submission ``nb`` in a fresh kernel and score it: the part a Dask worker does too."""
     started = time.monotonic()
+
+    def source_compare(grade_id: str, key: str):
+        found = reference.get(grade_id, {}).get(key)
+        return found.compare if found is not None else None
+
     try:
-        executed, execution = kernels.run(restore(assignment.nb, nb))
+        with tempfile.TemporaryDirectory(prefix="cnnlab-artefacts-") as folder:
+            executed, execution = kernels.run(restore(assignment.nb, nb), artefacts=Path(folder))
+            measure_all(executed, source_compare, Path(folder), kernels.measure)
     except KernelFailure as error:
         return _row(sub, "not-gradable", started, notes=(str(error),))
     manual = {item.grade_id for item in assignment.items if item.manual}

@@ -17,6 +17,14 @@ Kernel side (imported by assignment notebooks; NumPy only):
   ``record(key, value, at_most=40)``              it is <= 40
   ==============================================  ============================================
 
+  A bound on a number the kernel computed can be forged (a submission can
+  rebind ``record`` or send its messages itself). :func:`record_artefact`
+  sends the thing instead, a Keras model or an array, which the grader
+  measures itself (:mod:`cnnlab.grading.artefacts`)::
+
+      record_artefact("trained", model, task="keras-classifier", data="mnist-test",
+                      at_least={"accuracy": 0.95}, at_most={"parameters": 20_000})
+
   Partial credit: ``record(key, value, points=1)`` gives this check its own
   share of the test cell's points. In a cell whose records carry ``points``,
   every record must, and their points add up to the cell's; each check then
@@ -42,11 +50,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MIME", "SEED_ENV", "Comparison", "decode", "encode", "grading_rng", "matches", "record", "records_in"]
+__all__ = ["ARTEFACTS", "MIME", "SEED_ENV", "Comparison", "decode", "encode", "grading_rng", "matches", "record",
+           "record_artefact", "records_in"]  # fmt: skip
 
 MIME = "application/vnd.cnnlab.record+json"
 SEED_ENV = "CNNLAB_GRADING_SEED"
 MAX_ELEMENTS = 200_000
+ARTEFACTS = ".cnnlab-artefacts"  # the folder in the kernel's $TMPDIR where record_artefact saves
+TASKS = ("keras-classifier", "fgsm-images")  # what cnnlab.grading.measure can measure
+_saved = [0]  # artefacts saved by this kernel so far (file names stay unique)
 
 
 # --------------------------------------------------------------------------- kernel side
@@ -87,15 +99,24 @@ def encode(value) -> dict:
 
 @dataclass(frozen=True)
 class Comparison:
-    """How a recorded value is judged: ``within`` (rtol, atol), ``equal``, or ``bounds`` (low, high)."""
+    """How a recorded value is judged: ``within`` (rtol, atol), ``equal``, ``bounds`` (low, high), or
+    ``artefact``: measured by the grader (``task`` with JSON ``params``), each measure within ``limits``
+    (``(measure, low or None, high or None)``)."""
 
     kind: str = "within"
     rtol: float = 1e-6
     atol: float = 1e-8
     low: float | None = None
     high: float | None = None
+    task: str = ""
+    params: str = ""
+    limits: tuple[tuple[str, float | None, float | None], ...] = ()
 
     def to_json(self) -> dict:
+        if self.kind == "artefact":
+            return {"kind": "artefact", "task": self.task, "params": json.loads(self.params or "{}"),
+                    "at_least": {m: lo for m, lo, _ in self.limits if lo is not None},
+                    "at_most": {m: hi for m, _, hi in self.limits if hi is not None}}  # fmt: skip
         if self.kind == "within":
             return {"kind": "within", "rtol": self.rtol, "atol": self.atol}
         if self.kind == "bounds":
@@ -115,9 +136,16 @@ class Comparison:
         if kind == "bounds":
             low, high = data.get("at_least"), data.get("at_most")
             return cls("bounds", low=None if low is None else _number(low), high=None if high is None else _number(high))
+        if kind == "artefact":
+            return artefact_comparison(data.get("task"), data.get("params") or {}, data.get("at_least"),
+                                       data.get("at_most"))  # fmt: skip
         raise ValueError(f"unknown comparison {kind!r}")
 
     def describe(self) -> str:
+        if self.kind == "artefact":
+            parts = [f"{m} >= {lo:g}" for m, lo, _ in self.limits if lo is not None]
+            parts += [f"{m} <= {hi:g}" for m, _, hi in self.limits if hi is not None]
+            return " and ".join(parts) + " (measured by the grader)"
         if self.kind == "bounds":
             parts = ([f">= {self.low:g}"] if self.low is not None else []) + (
                 [f"<= {self.high:g}"] if self.high is not None else [])  # fmt: skip
@@ -146,6 +174,26 @@ def comparison_for(*, rtol: float, atol: float, equal: bool, at_least, at_most) 
     if not (rtol >= 0 and atol >= 0):
         raise ValueError(f"record: rtol and atol must be >= 0, got rtol={rtol!r}, atol={atol!r}")
     return Comparison("within", rtol=float(rtol), atol=float(atol))
+
+
+def artefact_comparison(task, params, at_least, at_most) -> Comparison:
+    """The :class:`Comparison` of :func:`record_artefact`'s arguments; raises ``ValueError`` naming what is wrong."""
+    if task not in TASKS:
+        raise ValueError(f"record_artefact: task must be one of {', '.join(TASKS)}, got {task!r}")
+    if not isinstance(params, dict):
+        raise ValueError("record_artefact: the task's parameters must be keywords")
+    limits: dict[str, list] = {}
+    for name, bounds, slot in (("at_least", at_least, 0), ("at_most", at_most, 1)):
+        if bounds is None:
+            continue
+        if not isinstance(bounds, dict) or not all(isinstance(k, str) for k in bounds):
+            raise ValueError(f"record_artefact: {name} must map measure names to numbers, e.g. {{'accuracy': 0.9}}")
+        for measure, bound in bounds.items():
+            limits.setdefault(measure, [None, None])[slot] = _number(bound)
+    if not limits:
+        raise ValueError("record_artefact: give at_least and/or at_most: what the grader checks of its measures")
+    return Comparison("artefact", task=task, params=json.dumps(params, sort_keys=True),
+                      limits=tuple((m, lo, hi) for m, (lo, hi) in sorted(limits.items())))  # fmt: skip
 
 
 def _points(points) -> float | None:
@@ -187,6 +235,49 @@ def record(key: str, value, *, rtol: float = 1e-6, atol: float = 1e-8, equal: bo
     return value
 
 
+def record_artefact(key: str, value, *, task: str, at_least: dict | None = None, at_most: dict | None = None,
+                    points: float | None = None, **params):  # fmt: skip
+    """Send ``value`` (a Keras model or an array) for the grader to measure itself; return ``value``.
+
+    Args:
+        key: the name of this check, as for :func:`record`.
+        value: a Keras model (saved as ``.keras``) or an array (``.npy``).
+        task: what the grader measures (:mod:`cnnlab.grading.measure`): ``"keras-classifier"``
+            (``data=``: accuracy, parameters, steps) or ``"fgsm-images"``.
+        at_least, at_most: bounds on the measures, e.g. ``at_least={"accuracy": 0.95}``.
+        points: this check's share of the cell's points, as for :func:`record`.
+        params: the task's parameters (JSON-safe), e.g. ``data="mnist-test"``.
+
+    The grader measures the saved file in a sandboxed process that runs no student code,
+    with the task, parameters and bounds of the *source's* record. Outside a grading run
+    nothing is saved or sent.
+    """
+    comparison = artefact_comparison(task, params, at_least, at_most)
+    json.dumps(params)  # parameters must travel as JSON
+    share = _points(points)
+    if os.environ.get(SEED_ENV) is None:
+        return value
+    import re  # noqa: PLC0415
+
+    folder = os.path.join(os.environ.get("TMPDIR") or "/tmp", ARTEFACTS)
+    os.makedirs(folder, exist_ok=True)
+    _saved[0] += 1
+    stem = f"{_saved[0]}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(key))[:60] or 'x'}"
+    if hasattr(value, "save") and hasattr(value, "count_params"):
+        name = f"{stem}.keras"
+        value.save(os.path.join(folder, name))
+    else:
+        name = f"{stem}.npy"
+        np.save(os.path.join(folder, name), np.asarray(value), allow_pickle=False)
+    payload = {"key": str(key), "value": {"kind": "artefact", "file": name}, "compare": comparison.to_json()}
+    if share is not None:
+        payload["points"] = share
+    from IPython.display import display  # noqa: PLC0415 -- only inside a kernel
+
+    display({MIME: payload}, raw=True)
+    return value
+
+
 # --------------------------------------------------------------------------- grader side
 @dataclass(frozen=True)
 class Record:
@@ -201,6 +292,8 @@ class Record:
 def _parse(payload) -> Record:
     if isinstance(payload, str):  # some front ends keep JSON MIME bundles as text
         payload = json.loads(payload)
+    if isinstance(payload, dict) and isinstance(payload.get("value"), dict) and payload["value"].get("kind") == "artefact":
+        payload = {**payload, "value": {"kind": "measures", "error": "not measured"}}  # the grader never saw it
     if not (isinstance(payload, dict) and isinstance(payload.get("key"), str) and isinstance(payload.get("value"), dict)):
         raise ValueError("not a record")
     decode(payload["value"])  # raises for a value this module cannot have written
@@ -219,7 +312,7 @@ def records_in(cell) -> tuple[dict[str, list[Record]], int]:
             continue
         try:
             parsed = _parse(data[MIME])
-        except (ValueError, TypeError, KeyError):
+        except Exception:  # noqa: BLE001 -- nothing a kernel sends may make the grader raise (RecursionError, ...)
             malformed += 1
             continue
         found.setdefault(parsed.key, []).append(parsed)
@@ -245,16 +338,30 @@ def decode(value: dict):
         return value["data"]
     if kind == "none":
         return None
+    if kind == "measures":
+        if isinstance(value.get("error"), str):
+            return {"error": value["error"]}
+        measures = value.get("data")
+        if not isinstance(measures, dict) or not all(isinstance(k, str) for k in measures):
+            raise ValueError("measures hold something else")
+        return {"measures": {k: _number(v) for k, v in measures.items()}}
     raise ValueError(f"unknown record kind {kind!r}")
 
 
 def matches(student: Record, reference: Record) -> bool:
     """Does the student's value pass the comparison the *reference* asked for?"""
     try:
-        got, expected = decode(student.value), decode(reference.value)
-    except (ValueError, TypeError):
+        got = decode(student.value)
+        expected = None if reference.compare.kind == "artefact" else decode(reference.value)
+    except Exception:  # noqa: BLE001 -- a value this module cannot have written never passes
         return False
     compare = reference.compare
+    if compare.kind == "artefact":
+        measures = got.get("measures") if isinstance(got, dict) else None
+        if not isinstance(measures, dict):
+            return False
+        return all(name in measures and (lo is None or measures[name] >= lo) and (hi is None or measures[name] <= hi)
+                   for name, lo, hi in compare.limits)  # fmt: skip
     if compare.kind == "bounds":
         if not isinstance(got, np.ndarray) or got.dtype.kind != "f" or got.size == 0 or np.isnan(got).any():
             return False

@@ -191,11 +191,13 @@ class Sandbox:
     enabled: bool = True
     limits: Limits = Limits()
 
-    def wrap(self, argv: list[str], ipc_dir: Path, uid: int | None, env: dict[str, str]) -> list[str]:
+    def wrap(self, argv: list[str], ipc_dir: Path, uid: int | None, env: dict[str, str],
+             readonly: tuple[Path, ...] = ()) -> list[str]:  # fmt: skip
         """``argv`` run inside the sandbox with exactly the environment ``env``.
 
         ``ipc_dir`` is writable inside; ``uid`` (from :func:`kernel_uids`) is
-        the kernel's when the grader is root, and must then be given. The
+        the kernel's when the grader is root, and must then be given; ``readonly`` folders are
+        bound read-only at their own paths (the artefact a measurement reads). The
         command starts with ``env -i``: Jupyter launches a kernel with the
         grader's whole environment (tokens, credentials) plus the kernelspec's,
         and no process of the sandbox may ever hold it, not even bwrap's.
@@ -215,7 +217,7 @@ class Sandbox:
                 "--hostname", "sandbox", "--die-with-parent", "--new-session",
                 "--perms", "1777", "--size", str(self.limits.scratch_mb * 2**20), "--tmpfs", "/tmp",
                 "--dev", "/dev", "--proc", "/proc"]  # fmt: skip
-        binds = allowed_paths()
+        binds = allowed_paths() + [Path(os.path.abspath(p)) for p in readonly]
         ipc = Path(os.path.abspath(ipc_dir))
         # bwrap makes missing parents of a mount point 0700 when run as root: the kernel's
         # uid could not walk through them, so they are made 0755 first.

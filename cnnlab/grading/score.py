@@ -139,6 +139,13 @@ def _check_failure(got: list[Record], reference: Record) -> str:
         return "missing" if not got else "sent more than once"
     if matches(got[0], reference):
         return ""
+    if reference.compare.kind == "artefact":
+        value = got[0].value if isinstance(got[0].value, dict) else {}
+        if isinstance(value.get("error"), str):
+            return f"the grader could not measure it: {value['error'][:300]}"
+        measured = value.get("data") if isinstance(value.get("data"), dict) else {}
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(measured.items()) if isinstance(v, (int, float)))
+        return f"not {reference.compare.describe()}; measured: {shown or 'nothing'}"
     return "wrong value" if reference.compare.kind != "bounds" else f"not {reference.compare.describe()}"
 
 

@@ -162,7 +162,7 @@ def test_feedback_says_what_happened(graded):
     assert "not yet graded" in pages["two_untitled"] and "Untitled.ipynb, Untitled1.ipynb" in pages["two_untitled"]
     plain = _page(graded["plain"][0], "correct")
     assert "no recorded values" in plain
-    assert "the kernel used more than 1500 MiB" in pages["holds_memory_in_a_memfd"]
+    assert "reached its memory limit of 1500 MiB, shared memory included" in pages["holds_memory_in_a_memfd"]
     assert "it quotes the hidden tests" in pages["echoes_hidden_code"]
 
 

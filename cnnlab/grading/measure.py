@@ -1,0 +1,139 @@
+"""Measures of an artefact, taken by the grader: run in a fresh sandboxed process that runs no student code.
+
+A hidden test that judges a threshold (an accuracy, a number of parameters, an
+attack's strength) does not send the number: it sends the thing itself with
+:func:`cnnlab.grading.record.record_artefact`, a Keras model (``.keras``) or an
+array (``.npy``), which the grader copies out of the kernel. This module is
+what the grader then runs, as its own process inside the same sandbox as a
+kernel but with no notebook in it::
+
+    python measure.py --task keras-classifier --params '{"data": "mnist-test"}' --artefact PATH
+
+It prints one JSON line: ``{"measures": {...}}``, or ``{"error": "..."}`` when
+the artefact is not what the task needs (a file that is no model, a model
+that does not take the data). Models load with Keras's ``safe_mode``: a
+``Lambda`` layer's bytecode, or anything else that would run code, is refused.
+
+Tasks (:data:`TASKS`), each ``(artefact path, params) -> measures``:
+
+``keras-classifier`` (``data``)
+    ``accuracy`` on that data set (:data:`DATA`), ``parameters`` (count), and
+    ``steps`` (the optimizer's iterations, when the model was saved compiled).
+``fgsm-images`` (``data``, ``start``, ``stop``, ``model``)
+    adversarial images for ``data[start:stop]``: ``accuracy`` of the cached
+    network ``model`` on them, ``clean_accuracy`` on the clean images, their
+    difference ``accuracy_drop``, and ``max_perturbation`` (L-infinity).
+
+Run by path (``python measure.py``), not with ``-m``: only what a task needs is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["DATA", "TASKS", "main"]
+
+
+def _mnist_test():
+    from cnnlab.data import load_mnist  # noqa: PLC0415
+
+    (_, _), (x, y) = load_mnist(quiet=True)
+    return x, y
+
+
+def _mnist_5_9_test():
+    from cnnlab.data import select_classes  # noqa: PLC0415
+
+    x, y = _mnist_test()
+    return select_classes(x, y, [5, 6, 7, 8, 9])
+
+
+DATA = {"mnist-test": _mnist_test, "mnist-5-9-test": _mnist_5_9_test}
+NETWORKS = {"mnist_convnet": "mnist_convnet.keras"}
+
+
+def _data(params: dict):
+    name = params.get("data")
+    if name not in DATA:
+        raise ValueError(f"data: {name!r} is not one of {', '.join(DATA)}")
+    return DATA[name]()
+
+
+def _load_model(path: Path):
+    import keras  # noqa: PLC0415
+
+    import cnnlab.layers  # noqa: F401, PLC0415 -- registers LabConv2D, which a model may use
+
+    try:
+        return keras.saving.load_model(path, compile=True, safe_mode=True)
+    except Exception:  # noqa: BLE001 -- an optimizer this Keras cannot restore: the weights still count
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def _accuracy(model, x, y) -> float:
+    import numpy as np  # noqa: PLC0415
+
+    predicted = np.asarray(model.predict(x, batch_size=256, verbose=0))
+    if predicted.ndim != 2 or predicted.shape[0] != len(y):
+        raise ValueError(f"the model gives {predicted.shape} for {len(y)} images; (n, classes) is needed")
+    return float(np.mean(predicted.argmax(axis=1) == y))
+
+
+def keras_classifier(path: Path, params: dict) -> dict:
+    if path.suffix != ".keras":
+        raise ValueError("the artefact is not a saved Keras model")
+    model = _load_model(path)
+    x, y = _data(params)
+    optimizer = getattr(model, "optimizer", None)
+    steps = int(optimizer.iterations.numpy()) if optimizer is not None and hasattr(optimizer, "iterations") else None
+    measures = {"accuracy": _accuracy(model, x, y), "parameters": float(model.count_params())}
+    if steps is not None:
+        measures["steps"] = float(steps)
+    return measures
+
+
+def fgsm_images(path: Path, params: dict) -> dict:
+    import numpy as np  # noqa: PLC0415
+
+    from cnnlab.models import model_cache_dir  # noqa: PLC0415
+
+    if path.suffix != ".npy":
+        raise ValueError("the artefact is not an array")
+    images = np.load(path, allow_pickle=False)
+    x, y = _data(params)
+    start, stop = int(params["start"]), int(params["stop"])
+    clean, labels = x[start:stop], y[start:stop]
+    if images.shape != clean.shape:
+        raise ValueError(f"the images have shape {images.shape}; {clean.shape} is needed")
+    network = _load_model(model_cache_dir() / NETWORKS[params["model"]])
+    attacked, before = _accuracy(network, images.astype("float32"), labels), _accuracy(network, clean, labels)
+    return {"accuracy": attacked, "clean_accuracy": before, "accuracy_drop": before - attacked,
+            "max_perturbation": float(np.max(np.abs(images.astype("float64") - clean)))}  # fmt: skip
+
+
+TASKS = {"keras-classifier": keras_classifier, "fgsm-images": fgsm_images}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True, choices=sorted(TASKS))
+    parser.add_argument("--params", default="{}")
+    parser.add_argument("--artefact", required=True, type=Path)
+    args = parser.parse_args(argv)
+    import os  # noqa: PLC0415
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        measures = TASKS[args.task](args.artefact, json.loads(args.params))
+    except Exception as error:  # noqa: BLE001 -- what is wrong with the artefact, said to the student
+        print(json.dumps({"error": f"{type(error).__name__}: {str(error)[:300]}"}), flush=True)
+        return 0
+    print(json.dumps({"measures": measures}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
