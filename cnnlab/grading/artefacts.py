@@ -117,6 +117,7 @@ def measure_all(executed, compare_for: Callable[[str, str], Comparison | None], 
     ``measure(path, task, params)`` runs :mod:`cnnlab.grading.measure` and returns its JSON answer
     (it raises when the grader itself fails). ``folder`` holds the fetched artefacts.
     """
+    measured: dict[tuple[str, str], dict] = {}  # (grade_id, key) -> the measures taken (for baselines)
     for cell in executed.cells:
         grade_id = segment(cell).get("grade_id")
         if not grade_id:
@@ -137,7 +138,20 @@ def measure_all(executed, compare_for: Callable[[str, str], Comparison | None], 
                 if path is None or not path.is_file():
                     result = {"kind": "measures", "error": "the saved model or array never reached the grader"}
                 else:
-                    answer = measure(path, compare.task, json.loads(compare.params or "{}"))
+                    params = json.loads(compare.params or "{}")
+                    answer = measure(path, compare.task, {k: v for k, v in params.items() if k != "baseline"})
                     result = {"kind": "measures", **({"data": answer["measures"]} if "measures" in answer
                                                       else {"error": str(answer.get("error", "no answer"))[:300]})}  # fmt: skip
+                    result = _with_gain(result, measured.get((grade_id, str(params.get("baseline")))), params)
+                    if "data" in result:
+                        measured[(grade_id, str(payload.get("key")))] = result["data"]
             output["data"][MIME] = {**payload, "value": result}
+
+
+def _with_gain(result: dict, baseline: dict | None, params: dict) -> dict:
+    """``result`` with ``accuracy_gain`` over the artefact its parameters name as ``baseline``."""
+    if "baseline" not in params or "data" not in result:
+        return result
+    if baseline is None or "accuracy" not in baseline:
+        return {"kind": "measures", "error": f"its baseline {params['baseline']!r} was not measured before it"}
+    return {**result, "data": {**result["data"], "accuracy_gain": result["data"]["accuracy"] - baseline["accuracy"]}}

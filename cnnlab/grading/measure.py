@@ -19,10 +19,16 @@ Tasks (:data:`TASKS`), each ``(artefact path, params) -> measures``:
 ``keras-classifier`` (``data``)
     ``accuracy`` on that data set (:data:`DATA`), ``parameters`` (count), and
     ``steps`` (the optimizer's iterations, when the model was saved compiled).
+    With ``baseline`` (the key of another artefact of the same test cell), the
+    grader adds ``accuracy_gain``: this accuracy minus the baseline's.
 ``fgsm-images`` (``data``, ``start``, ``stop``, ``model``)
     adversarial images for ``data[start:stop]``: ``accuracy`` of the cached
     network ``model`` on them, ``clean_accuracy`` on the clean images, their
     difference ``accuracy_drop``, and ``max_perturbation`` (L-infinity).
+``filter-ascent`` (``model``, ``layer``, ``index``)
+    an image ``(1, 28, 28, 1)`` made to excite one filter of the cached
+    network: ``pre_activation`` (the filter's centre unit before its ReLU),
+    ``min_pixel`` and ``max_pixel``.
 
 Run by path (``python measure.py``), not with ``-m``: only what a task needs is imported.
 """
@@ -114,7 +120,29 @@ def fgsm_images(path: Path, params: dict) -> dict:
             "max_perturbation": float(np.max(np.abs(images.astype("float64") - clean)))}  # fmt: skip
 
 
-TASKS = {"keras-classifier": keras_classifier, "fgsm-images": fgsm_images}
+def filter_ascent(path: Path, params: dict) -> dict:
+    import numpy as np  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    from cnnlab.models import model_cache_dir  # noqa: PLC0415
+
+    if path.suffix != ".npy":
+        raise ValueError("the artefact is not an array")
+    image = np.load(path, allow_pickle=False)
+    if image.shape != (1, 28, 28, 1) or not np.isfinite(image).all():
+        raise ValueError(f"the image has shape {image.shape}; (1, 28, 28, 1) of finite numbers is needed")
+    network = _load_model(model_cache_dir() / NETWORKS[params["model"]])
+    h = tf.convert_to_tensor(image.astype("float32"))
+    for layer in network.layers:
+        if layer.name == params["layer"]:
+            maps = (tf.nn.conv2d(h, layer.kernel, 1, "VALID") + layer.bias).numpy()
+            centre = float(maps[0, maps.shape[1] // 2, maps.shape[2] // 2, int(params["index"])])
+            return {"pre_activation": centre, "min_pixel": float(image.min()), "max_pixel": float(image.max())}
+        h = layer(h, training=False)
+    raise ValueError(f"the network has no layer {params['layer']!r}")
+
+
+TASKS = {"keras-classifier": keras_classifier, "fgsm-images": fgsm_images, "filter-ascent": filter_ascent}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,7 +57,7 @@ MIME = "application/vnd.cnnlab.record+json"
 SEED_ENV = "CNNLAB_GRADING_SEED"
 MAX_ELEMENTS = 200_000
 ARTEFACTS = ".cnnlab-artefacts"  # the folder in the kernel's $TMPDIR where record_artefact saves
-TASKS = ("keras-classifier", "fgsm-images")  # what cnnlab.grading.measure can measure
+TASKS = ("keras-classifier", "fgsm-images", "filter-ascent")  # what cnnlab.grading.measure can measure
 _saved = [0]  # artefacts saved by this kernel so far (file names stay unique)
 
 

@@ -49,6 +49,7 @@ __all__ = [
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 # What nbgrader's ClearSolutions leaves in a student's answer cell: an answer that is only these is no answer.
+RECORD_CALLS = ("record(", "record_artefact(")  # how a test cell sends values to the grader
 STUB_LINES = ("YOUR ANSWER HERE", "# YOUR CODE HERE", "raise NotImplementedError()", "raise NotImplementedError")
 
 
@@ -241,10 +242,10 @@ def student_words(text: str, question: str) -> str:
 
 
 def unrecorded_tests(nb) -> list[str]:
-    """grade_ids of autograded test cells that never call ``record(``.
+    """grade_ids of autograded test cells that never call ``record(`` or ``record_artefact(``.
 
     Their verdicts come from the kernel's replies alone, which a submission
     can forge (as under nbgrader); ``cnnlab assign`` warns about them.
     """
     return [meta(c)["grade_id"] for c in grade_cells(nb)
-            if c.cell_type == "code" and not is_solution(c) and "record(" not in c.source]  # fmt: skip
+            if c.cell_type == "code" and not is_solution(c) and not any(call in c.source for call in RECORD_CALLS)]  # fmt: skip
