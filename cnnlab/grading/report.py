@@ -27,8 +27,8 @@ in the pages and kept from becoming a formula in the CSV
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import html
 import re
 from pathlib import Path
 
@@ -48,7 +48,6 @@ __all__ = ["feedback_page", "feedback_paths", "safe_name", "write_reports"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 80  # characters of a name kept in a file name, before the hash
-_VERDICT = {True: "passed", False: "failed", None: "manual"}
 
 
 def safe_name(text: str, hashed: bool = False) -> str:
@@ -124,73 +123,17 @@ def write_reports(sheet: Sheet, out: Path, only: set[tuple[str, str]] | None = N
             write_atomically(pages[r.key], feedback_page(r, sheet.late_policy))
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;max-width:52em;margin:2em auto;color:#222}
-table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4em;text-align:left;vertical-align:top}
-.passed{color:#17692c}.failed{color:#a31515}.manual{color:#7a5b00}.marked{color:#1b4f8a}
-pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em}ul.checks{margin:.3em 0;padding-left:1.2em}
-"""
+@functools.cache
+def _templates():
+    import jinja2  # noqa: PLC0415
 
-
-def _score_line(result: SubmissionResult) -> str:
-    if not result.scored:
-        return "Score: <strong>not yet graded</strong>"
-    pending = f" ({result.manual_pending:g} points awaiting a grader)" if result.manual_pending else ""
-    if result.penalty_percent:
-        return (f"Score: {result.total:g} / {result.max_points:g}, minus {result.penalty_percent:g}% late: "
-                f"<strong>{result.final:g} / {result.max_points:g}</strong>{pending}")  # fmt: skip
-    return f"Score: <strong>{result.total:g} / {result.max_points:g}</strong>{pending}"
-
-
-def _late_line(result: SubmissionResult, policy: LatePolicy | None) -> str:
-    if policy is None or not result.scored:
-        return ""
-    if not result.submitted_at:
-        return f"<p>Deadline: {html.escape(policy.describe())}. No submission time was recorded: no late penalty.</p>"
-    when = f"Submitted {html.escape(readable(result.submitted_at))}"
-    if result.penalty_percent:
-        return (f"<p>{when}, {result.hours_late:.1f} h after the deadline: {result.penalty_percent:g}% penalty "
-                f"({html.escape(policy.describe())}).</p>")  # fmt: skip
-    return f"<p>{when}: on time ({html.escape(policy.describe())}).</p>"
-
-
-def _detail(cell: CellResult) -> str:
-    e = html.escape
-    detail = e(cell.message)
-    if cell.checks:
-        items = "".join(f"<li class='{'passed' if k.passed else 'failed'}'>{e(k.key)}: "
-                        f"{'passed' if k.passed else e(k.message)} ({k.points:g} / {k.max_points:g})</li>"
-                        for k in cell.checks)  # fmt: skip
-        detail += f"<ul class='checks'>{items}</ul>"
-    if cell.hidden:
-        detail = (detail + "<br>" if detail else "") + "<em>includes hidden tests (code not shown)</em>"
-    if cell.unrecorded and cell.passed is not None:
-        detail += "<br><em>no recorded values: this verdict comes from the notebook's kernel alone</em>"
-    if cell.marked:
-        detail = f"<strong>Marked.</strong> {e(cell.comment)}" if cell.comment else "<strong>Marked.</strong>"
-    return detail
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("cnnlab.grading", "templates"), autoescape=True,
+                                     undefined=jinja2.StrictUndefined, keep_trailing_newline=True)  # fmt: skip
+    environment.filters["g"] = lambda number: f"{number:g}"
+    environment.filters["readable"] = readable
+    return environment
 
 
 def feedback_page(result: SubmissionResult, late_policy: LatePolicy | None = None) -> str:
-    e = html.escape
-    rows = []
-    for cell in result.cells:
-        verdict = "marked" if cell.marked else _VERDICT[cell.passed]
-        label = {"passed": "passed", "failed": "failed", "manual": "awaiting a grader", "marked": "marked"}[verdict]
-        rows.append(f"<tr><td><code>{e(cell.grade_id)}</code></td><td class='{verdict}'>{label}</td>"
-                    f"<td>{cell.points:g} / {cell.max_points:g}</td><td>{_detail(cell)}</td></tr>")  # fmt: skip
-    notes = "".join(f"<li>{e(n)}</li>" for n in result.notes)
-    answers = "".join(f"<h3>Written answer <code>{e(k)}</code></h3><pre>{e(v)}</pre>" for k, v in result.manual_answers)
-    table = (f"<table><tr><th>test</th><th>result</th><th>points</th><th>message</th></tr>{''.join(rows)}</table>"
-             if rows else "")  # fmt: skip
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(result.assignment)}: {e(result.student)}</title>
-<style>{_STYLE}</style></head><body>
-<h1>{e(result.assignment)}</h1>
-<p>Student: <strong>{e(result.student)}</strong> &middot; {_score_line(result)} &middot; Status: {e(result.status)}</p>
-{_late_line(result, late_policy)}
-{f"<ul>{notes}</ul>" if notes else ""}
-{table}
-{answers}
-</body></html>
-"""
+    """One student's page (``templates/feedback.html``): everything shown is escaped by the template engine."""
+    return _templates().get_template("feedback.html").render(r=result, policy=late_policy)

@@ -40,3 +40,29 @@ def test_results_read_back_as_written(tmp_path):
     sheet = read_sheet(tmp_path)
     seed, sandbox, back = sheet.seed, sheet.sandbox, sheet.results
     assert (seed, sandbox) == (7, "none") and back == results
+
+
+def test_a_page_shows_verdicts_checks_marks_and_one_form_of_time():
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from cnnlab.grading.late import LatePolicy  # noqa: PLC0415
+    from cnnlab.grading.score import Check  # noqa: PLC0415
+
+    policy = LatePolicy(datetime(2026, 12, 1, 22, 59, tzinfo=UTC), 10.0)
+    cells = (CellResult("test_a", 1.0, 2.0, False, "1 of 2 checks passed", hidden=True,
+                        checks=(Check("a", 1.0, 1.0), Check("b", 0.0, 1.0, "wrong value"))),
+             CellResult("essay", 1.0, 1.0, None, "marked", marked=True, comment="Good & clear"))  # fmt: skip
+    result = SubmissionResult("ann", "conv", "a.ipynb", "graded", cells, submitted_at="2026-12-02T00:30:00+01:00",
+                              hours_late=0.52, penalty_percent=10.0)  # fmt: skip
+    page = feedback_page(result, policy)
+    assert "2 / 3, minus 10% late: <strong>1.8 / 3</strong>" in page
+    assert "Submitted 2026-12-01 23:30 UTC, 0.5 h after the deadline" in page and "due 2026-12-01 22:59 UTC" in page
+    assert "b: wrong value (0 / 1)" in page and "includes hidden tests (code not shown)" in page
+    assert "<strong>Marked.</strong> Good &amp; clear" in page and "+01:00" not in page
+
+
+def test_the_grade_sheet_keeps_names_from_becoming_formulas(tmp_path):
+    results = [SubmissionResult('=HYPERLINK("http://x","y")', "conv", "a.ipynb", "graded", CELLS)]
+    publish(tmp_path, Sheet(7, "bwrap", results))
+    row = next(csv.DictReader((tmp_path / "grades.csv").open()))
+    assert row["student"] == "'=HYPERLINK(\"http://x\",\"y\")"
