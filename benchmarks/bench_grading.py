@@ -64,7 +64,7 @@ def main() -> None:
     print(f"ratio to the reference {REFERENCE_PER_MINUTE} submissions/minute: {median / REFERENCE_PER_MINUTE:.2f}")
     if args.no_dask:
         return
-    from cnnlab.grading.cluster import loopback_cluster
+    from cnnlab.grading.distribution.cluster import loopback_cluster
 
     with loopback_cluster(workers=args.workers, threads=1) as cluster:
         remote = [one_run(args.submissions, args.workers, args.sandbox, cluster.address) for _ in range(args.repeats)]

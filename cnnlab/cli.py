@@ -52,8 +52,8 @@ def _pretrain(_args: argparse.Namespace) -> int:
 
 
 def _assign(args: argparse.Namespace) -> int:
-    from cnnlab.grading import assign  # noqa: PLC0415
-    from cnnlab.grading.source import SourceError  # noqa: PLC0415
+    from cnnlab.grading.authoring import assign  # noqa: PLC0415
+    from cnnlab.grading.authoring.source import SourceError  # noqa: PLC0415
 
     try:
         if args.check:
@@ -84,11 +84,11 @@ def _assign(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from cnnlab.grading.execute import Limits  # noqa: PLC0415
+    from cnnlab.grading.authoring.source import SourceError  # noqa: PLC0415
     from cnnlab.grading.grade import GradeRun, Interrupted, grade  # noqa: PLC0415
-    from cnnlab.grading.late import LatePolicy, parse_duration, parse_time  # noqa: PLC0415
-    from cnnlab.grading.sandbox import SandboxUnavailable  # noqa: PLC0415
-    from cnnlab.grading.source import SourceError  # noqa: PLC0415
+    from cnnlab.grading.pipeline.execute import Limits  # noqa: PLC0415
+    from cnnlab.grading.pipeline.sandbox import SandboxUnavailable  # noqa: PLC0415
+    from cnnlab.grading.results.late import LatePolicy, parse_duration, parse_time  # noqa: PLC0415
 
     try:
         policy = None
@@ -138,8 +138,8 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from cnnlab.grading.execute import Limits  # noqa: PLC0415
-    from cnnlab.grading.source import SourceError  # noqa: PLC0415
+    from cnnlab.grading.authoring.source import SourceError  # noqa: PLC0415
+    from cnnlab.grading.pipeline.execute import Limits  # noqa: PLC0415
     from cnnlab.grading.validate import validate_notebook  # noqa: PLC0415
 
     limits = Limits(cell_seconds=args.timeout, notebook_seconds=args.notebook_timeout)
@@ -165,7 +165,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _marks(args: argparse.Namespace) -> int:
-    from cnnlab.grading import marks  # noqa: PLC0415
+    from cnnlab.grading.results import marks  # noqa: PLC0415
 
     try:
         if args.action == "export":
@@ -188,7 +188,7 @@ def _marks(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from cnnlab.grading import export  # noqa: PLC0415
+    from cnnlab.grading.results import export  # noqa: PLC0415
 
     try:
         done = export.export(args.out, args.roster.read_text(encoding="utf-8-sig"), args.format, args.match_column,

@@ -119,7 +119,7 @@ def _custom_op() -> Finding:
 
 def _grading_sandbox() -> Finding:
     """Only instructors who grade need it, so its absence is reported, not counted as broken."""
-    from cnnlab.grading.sandbox import SandboxUnavailable, probe  # noqa: PLC0415
+    from cnnlab.grading.pipeline.sandbox import SandboxUnavailable, probe  # noqa: PLC0415
 
     try:
         probe()
@@ -130,7 +130,7 @@ def _grading_sandbox() -> Finding:
 
 def _grading_limits() -> Finding:
     """What holds a grading kernel to its memory and process limits on this machine."""
-    from cnnlab.grading.cgroups import enforcer  # noqa: PLC0415
+    from cnnlab.grading.pipeline.cgroups import enforcer  # noqa: PLC0415
 
     return Finding("grading", f"memory and process limits enforced by {enforcer()}")
 

@@ -75,7 +75,7 @@ def test_pretrain_loads_or_trains_both_shared_networks(monkeypatch, capsys):
 
 
 def test_doctor_reports_a_missing_sandbox_without_failing(monkeypatch):
-    from cnnlab.grading import sandbox
+    from cnnlab.grading.pipeline import sandbox
 
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     sandbox.probe.cache_clear()

@@ -4,11 +4,11 @@ Kernel side (imported by assignment notebooks; light, no TensorFlow):
     from cnnlab.grading import record, record_artefact, grading_rng
     from cnnlab.grading.checks import check_array, check_shape, check_close
 
-Instructor side: ``cnnlab assign`` (:mod:`cnnlab.grading.assign`) and
+Instructor side: ``cnnlab assign`` (:mod:`cnnlab.grading.authoring.assign`) and
 ``cnnlab grade`` (:mod:`cnnlab.grading.grade`).
 """
 
+from cnnlab.grading.authoring.source import SourceError, validate
 from cnnlab.grading.record import grading_rng, record, record_artefact
-from cnnlab.grading.source import SourceError, validate
 
 __all__ = ["SourceError", "grading_rng", "record", "record_artefact", "validate"]

@@ -2,21 +2,21 @@
 
 The pipeline, one module per step, in the order the data flows:
 
-1. :mod:`~cnnlab.grading.intake` finds the submissions (regular ``*.ipynb``
+1. :mod:`~cnnlab.grading.pipeline.intake` finds the submissions (regular ``*.ipynb``
    files only; links, devices and duplicates get a status of their own) and
    reads each one;
-2. :mod:`~cnnlab.grading.restore` rebuilds the notebook from the source: the
+2. :mod:`~cnnlab.grading.pipeline.restore` rebuilds the notebook from the source: the
    tests (hidden ones included) come back from the source, the student's
    answers are kept;
-3. :mod:`~cnnlab.grading.execute` runs it in a fresh kernel inside the
-   :mod:`~cnnlab.grading.sandbox`, under time, memory, process, file and
+3. :mod:`~cnnlab.grading.pipeline.execute` runs it in a fresh kernel inside the
+   :mod:`~cnnlab.grading.pipeline.sandbox`, under time, memory, process, file and
    output limits;
-4. :mod:`~cnnlab.grading.score` decides each test cell in this process, from
+4. :mod:`~cnnlab.grading.pipeline.score` decides each test cell in this process, from
    the kernel's replies and the values the hidden tests recorded
    (:mod:`~cnnlab.grading.record`);
-5. :mod:`~cnnlab.grading.report` writes the grade sheets and feedback pages.
+5. :mod:`~cnnlab.grading.results.report` writes the grade sheets and feedback pages.
 
-:mod:`~cnnlab.grading.pipeline` takes one submission through steps 1-4.
+:mod:`~cnnlab.grading.pipeline.submission` takes one submission through steps 1-4.
 This module ties them together: it runs each assignment's source once (its
 records are the expected values, and it must pass its own tests), grades the
 submissions side by side, and keeps the grader's own failures apart from the
@@ -47,7 +47,7 @@ by the submission. So:
   ``--only-not-gradable`` grades those rows again later.
 * **No finished row is lost.** The grade folder and its ``marks.json`` are
   checked before the first kernel; each finished row goes to the journal as
-  it completes (:class:`cnnlab.grading.sheet.Journal`), and the same command
+  it completes (:class:`cnnlab.grading.results.sheet.Journal`), and the same command
   after a crash, a full disk or Ctrl-C resumes from it. A run that grades
   some students merges their rows into the folder's sheet and keeps
   everyone else's.
@@ -69,18 +69,21 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab.grading import cgroups, cluster, marks
-from cnnlab.grading.artefacts import measure_all
-from cnnlab.grading.execute import Limits
-from cnnlab.grading.intake import Submission, find_submissions
-from cnnlab.grading.kernels import KernelFailure, Kernels
-from cnnlab.grading.late import LatePolicy, arrival
-from cnnlab.grading.pipeline import Assignment, grade_one, grader_failure
+from cnnlab.grading.authoring.source import SourceError, grade_items, read_notebook, validate
+from cnnlab.grading.distribution import cluster
+from cnnlab.grading.pipeline import cgroups
+from cnnlab.grading.pipeline.artefacts import measure_all
+from cnnlab.grading.pipeline.execute import Limits
+from cnnlab.grading.pipeline.intake import Submission, find_submissions
+from cnnlab.grading.pipeline.kernels import KernelFailure, Kernels
+from cnnlab.grading.pipeline.restore import restore
+from cnnlab.grading.pipeline.sandbox import Sandbox, kernel_uid_range, kernel_uids, probe
+from cnnlab.grading.pipeline.score import Reference, collect_records, partial_problems, score, unrecorded
+from cnnlab.grading.pipeline.submission import Assignment, grade_one, grader_failure
 from cnnlab.grading.record import passes_own_bounds
-from cnnlab.grading.restore import restore
-from cnnlab.grading.sandbox import Sandbox, kernel_uid_range, kernel_uids, probe
-from cnnlab.grading.score import Reference, collect_records, partial_problems, score, unrecorded
-from cnnlab.grading.sheet import (
+from cnnlab.grading.results import marks
+from cnnlab.grading.results.late import LatePolicy, arrival
+from cnnlab.grading.results.sheet import (
     SHEET_FILE,
     Journal,
     Sheet,
@@ -90,7 +93,6 @@ from cnnlab.grading.sheet import (
     merge,
     read_sheet,  # fmt: skip
 )
-from cnnlab.grading.source import SourceError, grade_items, read_notebook, validate
 
 __all__ = ["GradeRun", "Interrupted", "grade", "load_assignments"]
 
@@ -109,7 +111,7 @@ class GradeRun:
     sandbox: str = "bwrap"  # or "none"
     progress: bool = True
     only_not_gradable: bool = False  # re-grade the rows an earlier run in ``out`` could not grade
-    scheduler: str | None = None  # a Dask scheduler's address: grade on its workers (cnnlab.grading.cluster)
+    scheduler: str | None = None  # a Dask scheduler's address: grade on its workers (cnnlab.grading.distribution.cluster)
     late_policy: LatePolicy | None = None  # deadline and penalty; None: no penalties
     insecure: bool = False  # allow a plain tcp:// scheduler (recorded in grades.json)
     tls: tuple[str, str, str] | None = None  # (CA file, certificate, key) for a tls:// scheduler
@@ -172,7 +174,7 @@ def _reference(kernels: Kernels, assignment: Assignment) -> tuple[Reference, lis
 
 
 def _timed(result: SubmissionResult, policy: LatePolicy | None) -> SubmissionResult:
-    """``result`` with its submission time and, under ``policy``, its late penalty (:func:`~cnnlab.grading.late.arrival`)."""
+    """``result`` with its submission time and, under ``policy``, its late penalty (:func:`~cnnlab.grading.results.late.arrival`)."""
     when, note = arrival(Path(result.path), policy)
     if when is None:
         return result
@@ -255,7 +257,7 @@ def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
 
     Returns the whole sheet as written. Raises :class:`SourceError` (bad sources or arguments),
     :class:`SheetError` (a grade folder that cannot take this run), ``FileNotFoundError`` (a missing
-    input), :class:`~cnnlab.grading.sandbox.SandboxUnavailable` (no working sandbox and no
+    input), :class:`~cnnlab.grading.pipeline.sandbox.SandboxUnavailable` (no working sandbox and no
     ``--sandbox none``) and :class:`Interrupted` (Ctrl-C: the finished rows are kept).
     """
     if run.sandbox not in SANDBOXES:

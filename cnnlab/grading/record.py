@@ -20,7 +20,7 @@ Kernel side (imported by assignment notebooks; NumPy only):
   A bound on a number the kernel computed can be forged (a submission can
   rebind ``record`` or send its messages itself). :func:`record_artefact`
   sends the thing instead, a Keras model or an array, which the grader
-  measures itself (:mod:`cnnlab.grading.artefacts`)::
+  measures itself (:mod:`cnnlab.grading.pipeline.artefacts`)::
 
       record_artefact("trained", model, task="keras-classifier", data="mnist-test",
                       at_least={"accuracy": 0.95}, at_most={"parameters": 20_000})
@@ -57,7 +57,7 @@ MIME = "application/vnd.cnnlab.record+json"
 SEED_ENV = "CNNLAB_GRADING_SEED"
 MAX_ELEMENTS = 200_000
 ARTEFACTS = ".cnnlab-artefacts"  # the folder in the kernel's $TMPDIR where record_artefact saves
-TASKS = ("keras-classifier", "fgsm-images", "filter-ascent")  # what cnnlab.grading.measure can measure
+TASKS = ("keras-classifier", "fgsm-images", "filter-ascent")  # what cnnlab.grading.pipeline.measure can measure
 _saved = [0]  # artefacts saved by this kernel so far (file names stay unique)
 
 
@@ -242,7 +242,7 @@ def record_artefact(key: str, value, *, task: str, at_least: dict | None = None,
     Args:
         key: the name of this check, as for :func:`record`.
         value: a Keras model (saved as ``.keras``) or an array (``.npy``).
-        task: what the grader measures (:mod:`cnnlab.grading.measure`): ``"keras-classifier"``
+        task: what the grader measures (:mod:`cnnlab.grading.pipeline.measure`): ``"keras-classifier"``
             (``data=``: accuracy, parameters, steps) or ``"fgsm-images"``.
         at_least, at_most: bounds on the measures, e.g. ``at_least={"accuracy": 0.95}``.
         points: this check's share of the cell's points, as for :func:`record`.

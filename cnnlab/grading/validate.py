@@ -17,11 +17,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.grading.execute import Limits
-from cnnlab.grading.restore import restore
-from cnnlab.grading.sandbox import Sandbox
-from cnnlab.grading.score import score
-from cnnlab.grading.source import SourceError, grade_items, is_grade, meta, read_notebook, unanswered
+from cnnlab.grading.authoring.source import (
+    SourceError,
+    grade_items,
+    is_grade,
+    meta,
+    read_notebook,
+    unanswered,
+)
+from cnnlab.grading.pipeline.execute import Limits
+from cnnlab.grading.pipeline.restore import restore
+from cnnlab.grading.pipeline.sandbox import Sandbox
+from cnnlab.grading.pipeline.score import score
 
 __all__ = ["TaskCheck", "validate_notebook"]
 
@@ -71,7 +78,7 @@ def validate_notebook(path: Path, limits: Limits | None = None) -> list[TaskChec
     ``limits`` default to the grader's. Raises :class:`SourceError` for a file that is not an assignment notebook.
     """
     limits = limits or Limits()
-    from cnnlab.grading.kernels import KernelFailure, Kernels  # noqa: PLC0415 -- it imports heavy modules
+    from cnnlab.grading.pipeline.kernels import KernelFailure, Kernels  # noqa: PLC0415 -- it imports heavy modules
 
     try:
         nb = read_notebook(path)

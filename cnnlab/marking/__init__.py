@@ -6,7 +6,7 @@ serves ``<lab URL>/cnnlab/marking?folder=grades``: one written task, one
 student at a time, with the question and the model answer from the source,
 the student's answer, a points box bounded by the task's maximum and a comment
 box. Marks save as you type, under a lock and atomically, into the grade
-folder's ``marks.json`` (:mod:`cnnlab.grading.marks`), and every save rewrites
+folder's ``marks.json`` (:mod:`cnnlab.grading.results.marks`), and every save rewrites
 ``grades.csv``, ``grades.json`` and that student's feedback page.
 
 Why a server extension, as nbgrader's formgrader is: it runs inside the

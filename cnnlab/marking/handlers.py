@@ -4,7 +4,7 @@
 ``GET  cnnlab/marking?folder=F``            the page
 ``GET  cnnlab/marking/api/sheet?folder=F``  :func:`cnnlab.marking.sheet.marking_sheet` as JSON
 ``POST cnnlab/marking/api/mark?folder=F``   ``{"assignment", "student", "grade_id", "points", "comment"}``
-``GET  cnnlab/marking/api/marks.csv?...``   the marking sheet as CSV (:func:`cnnlab.grading.marks.export_csv`)
+``GET  cnnlab/marking/api/marks.csv?...``   the marking sheet as CSV (:func:`cnnlab.grading.results.marks.export_csv`)
 ``POST cnnlab/marking/api/marks.csv?...``   import a filled-in sheet (the request body is the CSV)
 ==========================================  ======================================================
 
@@ -22,7 +22,7 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 
-from cnnlab.grading import marks
+from cnnlab.grading.results import marks
 from cnnlab.marking.sheet import marking_sheet
 
 __all__ = ["handlers"]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.grading import marks
-from cnnlab.grading.sheet import read_sheet
-from cnnlab.grading.source import student_words, written_questions
+from cnnlab.grading.authoring.source import student_words, written_questions
+from cnnlab.grading.results import marks
+from cnnlab.grading.results.sheet import read_sheet
 
 __all__ = ["marking_sheet"]
 

@@ -13,9 +13,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from cnnlab import cli
-from cnnlab.grading.artefacts import fetch, measure_all
+from cnnlab.grading.pipeline.artefacts import fetch, measure_all
+from cnnlab.grading.pipeline.restore import SEGMENT
 from cnnlab.grading.record import MIME, Comparison, Record, artefact_comparison, matches
-from cnnlab.grading.restore import SEGMENT
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 IMPORTS = """import keras
@@ -140,7 +140,7 @@ def test_forged_thresholds_fail_and_a_trained_model_passes(tmp_path):
     source = tmp_path / "source"
     source.mkdir()
     nbformat.write(_source(), source / "train_digits.ipynb")
-    from cnnlab.grading.assign import student_version  # noqa: PLC0415
+    from cnnlab.grading.authoring.assign import student_version  # noqa: PLC0415
 
     exercise = student_version(_source())
     submitted = tmp_path / "submitted"

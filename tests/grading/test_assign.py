@@ -4,8 +4,8 @@ import shutil
 from pathlib import Path
 
 from cnnlab import cli
-from cnnlab.grading.assign import assign, check, render, student_version
-from cnnlab.grading.source import read_notebook
+from cnnlab.grading.authoring.assign import assign, check, render, student_version
+from cnnlab.grading.authoring.source import read_notebook
 
 SOURCES = Path(__file__).parents[1] / "fixtures" / "source"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab import cli
-from cnnlab.grading.cluster import loopback_cluster
+from cnnlab.grading.distribution.cluster import loopback_cluster
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 CASES = ("correct", "partly_correct", "untouched", "sys_exit", "hides_errors", "fools_in_kernel_asserts")

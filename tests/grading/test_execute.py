@@ -6,9 +6,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnnlab.grading.execute import GRADER_ERROR, Limits
-from cnnlab.grading.kernels import KernelFailure, Kernels
-from cnnlab.grading.sandbox import Sandbox, kernel_uids, probe
+from cnnlab.grading.pipeline.execute import GRADER_ERROR, Limits
+from cnnlab.grading.pipeline.kernels import KernelFailure, Kernels
+from cnnlab.grading.pipeline.sandbox import Sandbox, kernel_uids, probe
 
 SUBMISSIONS = Path(__file__).parents[1] / "fixtures" / "submissions"
 
@@ -46,7 +46,7 @@ def test_a_killed_fork_bomb_is_gone_before_its_slot_is_used_again(tmp_path):
 @pytest.mark.slow
 def test_an_exception_in_the_grader_while_a_notebook_runs_is_the_graders_failure(tmp_path, monkeypatch):
     """Only a dead kernel or an enforced limit is the student's; anything raised here is not-gradable."""
-    from cnnlab.grading import execute as executing  # noqa: PLC0415
+    from cnnlab.grading.pipeline import execute as executing  # noqa: PLC0415
 
     def broken(self, cell, cell_index, execute_reply, **kwargs):
         if cell_index == 3:
@@ -63,7 +63,7 @@ def test_an_exception_in_the_grader_while_a_notebook_runs_is_the_graders_failure
 
 def test_a_message_too_large_or_undecodable_becomes_a_dropped_stub():
     """Sizes are checked before decoding; nothing a kernel sends makes the session raise."""
-    from cnnlab.grading.execute import DROPPED, CappedSession  # noqa: PLC0415
+    from cnnlab.grading.pipeline.execute import DROPPED, CappedSession  # noqa: PLC0415
 
     session = CappedSession(max_bytes=1000)
 

@@ -6,10 +6,10 @@ import io
 import pytest
 
 from cnnlab import cli
-from cnnlab.grading.export import ExportError, export, parse_columns
-from cnnlab.grading.marks import publish
-from cnnlab.grading.score import CellResult
-from cnnlab.grading.sheet import Sheet, SubmissionResult
+from cnnlab.grading.pipeline.score import CellResult
+from cnnlab.grading.results.export import ExportError, export, parse_columns
+from cnnlab.grading.results.marks import publish
+from cnnlab.grading.results.sheet import Sheet, SubmissionResult
 
 CANVAS_ROSTER = (
     "Student,ID,SIS User ID,SIS Login ID,Section,Lab 1 (101)\n"

@@ -23,10 +23,10 @@ from nbclient import NotebookClient
 import cnnlab
 from cnnlab import cli
 from cnnlab.grading import grade as grading
-from cnnlab.grading import kernels, sandbox
-from cnnlab.grading.execute import Execution, Limits
-from cnnlab.grading.restore import restore
-from cnnlab.grading.source import read_notebook
+from cnnlab.grading.authoring.source import read_notebook
+from cnnlab.grading.pipeline import kernels, sandbox
+from cnnlab.grading.pipeline.execute import Execution, Limits
+from cnnlab.grading.pipeline.restore import restore
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 SOURCES = {"recorded": FIXTURES / "source", "plain": FIXTURES / "plain"}
@@ -298,7 +298,7 @@ def test_bad_source_directory_is_a_clear_error(tmp_path, capsys):
 
 
 def test_the_watchdog_thread_can_be_joined():
-    from cnnlab.grading.execute import _Watchdog
+    from cnnlab.grading.pipeline.execute import _Watchdog
 
     dog = _Watchdog(os.getpid(), Limits(memory_mb=10**6, notebook_seconds=10**6, processes=10**6), time.monotonic())
     dog.start()
@@ -343,7 +343,7 @@ def test_a_folder_that_cannot_take_the_run_is_refused_before_any_kernel(tmp_path
 
 def test_an_interrupted_run_keeps_its_finished_rows_and_resumes(tmp_path, monkeypatch, capsys):
     """Ctrl-C (or a crash) after one row: that row is in the journal, and the same command grades only the rest."""
-    from cnnlab.grading import pipeline  # noqa: PLC0415
+    from cnnlab.grading.pipeline import submission as pipeline  # noqa: PLC0415
 
     folder, out = _two(tmp_path), tmp_path / "out"
     real, calls = grading.grade_one, []

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.grading.intake import find_submissions, read_submission
-from cnnlab.grading.source import read_notebook
+from cnnlab.grading.authoring.source import read_notebook
+from cnnlab.grading.pipeline.intake import find_submissions, read_submission
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 CORRECT = FIXTURES / "submissions" / "correct" / "conv_basics.ipynb"

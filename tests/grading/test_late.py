@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cnnlab.grading.late import LatePolicy, parse_duration, parse_time, submission_time
+from cnnlab.grading.results.late import LatePolicy, parse_duration, parse_time, submission_time
 
 DUE = parse_time("2026-12-01T23:59:00+00:00")
 

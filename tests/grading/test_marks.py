@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from cnnlab.grading import marks
-from cnnlab.grading.late import LatePolicy, parse_time
-from cnnlab.grading.marks import publish
-from cnnlab.grading.score import CellResult
-from cnnlab.grading.sheet import LOCK_FILE, Sheet, SubmissionResult, read_sheet
+from cnnlab.grading.pipeline.score import CellResult
+from cnnlab.grading.results import marks
+from cnnlab.grading.results.late import LatePolicy, parse_time
+from cnnlab.grading.results.marks import publish
+from cnnlab.grading.results.sheet import LOCK_FILE, Sheet, SubmissionResult, read_sheet
 
 CELLS = (CellResult("test_a", 3.0, 3.0, True), CellResult("essay", 0.0, 2.0, None, "written answer: graded by a person"),
          CellResult("sketch", 0.0, 1.0, None, "written answer: graded by a person"))  # fmt: skip

@@ -3,10 +3,10 @@
 import csv
 import json
 
-from cnnlab.grading.marks import publish
-from cnnlab.grading.report import feedback_page
-from cnnlab.grading.score import CellResult
-from cnnlab.grading.sheet import Sheet, SubmissionResult, read_sheet
+from cnnlab.grading.pipeline.score import CellResult
+from cnnlab.grading.results.marks import publish
+from cnnlab.grading.results.report import feedback_page
+from cnnlab.grading.results.sheet import Sheet, SubmissionResult, read_sheet
 
 CELLS = (CellResult("test_a", 3.0, 3.0, True), CellResult("test_b", 0.0, 2.0, False, "wrong", hidden=True),
          CellResult("essay", 0.0, 1.0, None, "written answer: graded by a person"))  # fmt: skip
@@ -45,8 +45,8 @@ def test_results_read_back_as_written(tmp_path):
 def test_a_page_shows_verdicts_checks_marks_and_one_form_of_time():
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from cnnlab.grading.late import LatePolicy  # noqa: PLC0415
-    from cnnlab.grading.score import Check  # noqa: PLC0415
+    from cnnlab.grading.pipeline.score import Check  # noqa: PLC0415
+    from cnnlab.grading.results.late import LatePolicy  # noqa: PLC0415
 
     policy = LatePolicy(datetime(2026, 12, 1, 22, 59, tzinfo=UTC), 10.0)
     cells = (CellResult("test_a", 1.0, 2.0, False, "1 of 2 checks passed", hidden=True,

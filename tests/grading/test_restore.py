@@ -5,8 +5,8 @@ from pathlib import Path
 
 import nbformat
 
-from cnnlab.grading.restore import restore, segment, split_hidden
-from cnnlab.grading.source import read_notebook
+from cnnlab.grading.authoring.source import read_notebook
+from cnnlab.grading.pipeline.restore import restore, segment, split_hidden
 
 SOURCE = Path(__file__).parents[1] / "fixtures" / "source" / "conv_basics.ipynb"
 

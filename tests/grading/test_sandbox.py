@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import cnnlab
-from cnnlab.grading.execute import Limits
-from cnnlab.grading.sandbox import (
+from cnnlab.grading.pipeline.execute import Limits
+from cnnlab.grading.pipeline.sandbox import (
     KERNEL_UIDS,
     Sandbox,
     SandboxUnavailable,
@@ -68,7 +68,7 @@ def test_the_kernel_environment_carries_none_of_the_graders(tmp_path, monkeypatc
 
 def test_unsandboxed_runs_still_get_limits_and_a_clean_environment(tmp_path):
     argv = _argv(tmp_path, enabled=False)
-    assert "bwrap" not in " ".join(argv) and any(a.endswith("grading/jail.py") for a in argv) and argv[1] == "-i"
+    assert "bwrap" not in " ".join(argv) and any(a.endswith("grading/pipeline/jail.py") for a in argv) and argv[1] == "-i"
 
 
 @pytest.mark.slow
@@ -106,7 +106,7 @@ def test_inside_the_sandbox_only_the_allow_list_exists(tmp_path):
 def test_two_graders_never_share_a_kernel_uid(tmp_path):
     """RLIMIT_NPROC counts per uid: a fork bomb under a shared uid would stop the other grader's kernels."""
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys\nfrom pathlib import Path\nfrom cnnlab.grading.sandbox import kernel_uids\n"
+        "import sys\nfrom pathlib import Path\nfrom cnnlab.grading.pipeline.sandbox import kernel_uids\n"
         f"with kernel_uids(3, Path({str(tmp_path)!r})) as uids:\n    print(*uids, flush=True)\n    sys.stdin.read()\n")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:

@@ -3,10 +3,10 @@
 import nbformat
 import pytest
 
-from cnnlab.grading.execute import Execution, Reply
-from cnnlab.grading.record import MIME, Comparison, Record, encode
-from cnnlab.grading.restore import SEGMENT
-from cnnlab.grading.score import (
+from cnnlab.grading.authoring.source import GradeItem
+from cnnlab.grading.pipeline.execute import Execution, Reply
+from cnnlab.grading.pipeline.restore import SEGMENT
+from cnnlab.grading.pipeline.score import (
     NOT_ANSWERED,
     WITHHELD,
     WRITTEN_PENDING,
@@ -15,7 +15,7 @@ from cnnlab.grading.score import (
     score,
     unrecorded,
 )
-from cnnlab.grading.source import GradeItem
+from cnnlab.grading.record import MIME, Comparison, Record, encode
 
 ITEMS = [GradeItem("test_a", 3.0, False), GradeItem("test_b", 2.0, False), GradeItem("essay", 1.0, True)]
 

@@ -5,9 +5,9 @@ import io
 
 import pytest
 
-from cnnlab.grading.report import feedback_paths, safe_name
-from cnnlab.grading.score import CellResult
-from cnnlab.grading.sheet import (
+from cnnlab.grading.pipeline.score import CellResult
+from cnnlab.grading.results.report import feedback_paths, safe_name
+from cnnlab.grading.results.sheet import (
     JOURNAL_FILE,
     Journal,
     SubmissionResult,
@@ -16,7 +16,7 @@ from cnnlab.grading.sheet import (
     merge,
     write_atomically,  # fmt: skip
 )
-from cnnlab.grading.spreadsheet import cell, csv_text, read_cell
+from cnnlab.grading.results.spreadsheet import cell, csv_text, read_cell
 
 HEADER = {"seed": 3, "sandbox": "bwrap", "source": "/s", "sources": "abc", "late_policy": None}
 

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from cnnlab.grading import SourceError, validate
-from cnnlab.grading.source import question_of, read_notebook
+from cnnlab.grading.authoring.source import question_of, read_notebook
 
 SOURCE = Path(__file__).parents[1] / "fixtures" / "source" / "conv_basics.ipynb"
 

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from cnnlab import cli
-from cnnlab.grading.execute import Limits
+from cnnlab.grading.pipeline.execute import Limits
 from cnnlab.grading.validate import validate_notebook
 
 ROOT = Path(__file__).parents[2]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.grading.marks import publish
-from cnnlab.grading.score import CellResult
-from cnnlab.grading.sheet import Sheet, SubmissionResult
+from cnnlab.grading.pipeline.score import CellResult
+from cnnlab.grading.results.marks import publish
+from cnnlab.grading.results.sheet import Sheet, SubmissionResult
 from cnnlab.marking.sheet import marking_sheet
 from tests.browser import browser_page, jupyter
 

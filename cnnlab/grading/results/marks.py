@@ -7,13 +7,13 @@
 It is the only place marks live. :func:`publish` applies it every time the
 reports are written (by a grading run or by a mark), so re-grading a class
 keeps every mark. Every change is a read-modify-write under the grade folder's
-one lock (:func:`cnnlab.grading.sheet.locked`, which a grading run takes too)
+one lock (:func:`cnnlab.grading.results.sheet.locked`, which a grading run takes too)
 followed by an atomic replace, so two browser tabs, the CSV import and a
 re-grade never interleave, and a crash leaves the old file or the new one,
 never half of one. A mark rewrites only its student's feedback page.
 
 CSV cells are kept from becoming spreadsheet formulas on export and read back
-as written on import (:mod:`cnnlab.grading.spreadsheet`).
+as written on import (:mod:`cnnlab.grading.results.spreadsheet`).
 
 :func:`set_mark` is what the marking page calls; :func:`export_csv` and
 :func:`import_csv` are the spreadsheet round trip (an import with any bad row
@@ -29,11 +29,11 @@ import json
 import math
 from pathlib import Path
 
-from cnnlab.grading.report import write_reports
-from cnnlab.grading.score import WRITTEN_PENDING
-from cnnlab.grading.sheet import Sheet, SubmissionResult, locked, read_sheet, write_atomically
-from cnnlab.grading.source import student_words, written_questions
-from cnnlab.grading.spreadsheet import csv_text, read_cell
+from cnnlab.grading.authoring.source import student_words, written_questions
+from cnnlab.grading.pipeline.score import WRITTEN_PENDING
+from cnnlab.grading.results.report import write_reports
+from cnnlab.grading.results.sheet import Sheet, SubmissionResult, locked, read_sheet, write_atomically
+from cnnlab.grading.results.spreadsheet import csv_text, read_cell
 
 __all__ = ["CSV_COLUMNS", "MarkError", "apply", "export_csv", "import_csv", "load", "publish", "set_mark",
            "written_tasks"]  # fmt: skip
@@ -90,7 +90,7 @@ def apply(results: list[SubmissionResult], marks: Marks) -> list[SubmissionResul
 def publish(out: Path, sheet: Sheet, only: set[tuple[str, str]] | None = None) -> Sheet:
     """Apply ``out/marks.json`` to ``sheet`` and write its reports (``only``: the rows whose pages changed).
 
-    The caller holds :func:`cnnlab.grading.sheet.locked`; returns the sheet as written.
+    The caller holds :func:`cnnlab.grading.results.sheet.locked`; returns the sheet as written.
     """
     marked = dataclasses.replace(sheet, results=apply(sheet.results, load(out)))
     write_reports(marked, Path(out), only)

@@ -1,5 +1,5 @@
 """Step 5 of grading: render the grade sheets and feedback pages (rendering only; the rows are
-:mod:`cnnlab.grading.sheet`'s).
+:mod:`cnnlab.grading.results.sheet`'s).
 
 * ``grades.csv`` -- one row per student x assignment: status, total, maximum,
   points awaiting a person, the late penalty and the final score, the sandbox
@@ -7,7 +7,7 @@
   (``not-gradable``, ``duplicate``) have empty points, never zeros;
 * ``grades.json`` -- the same with every cell's verdict, message and checks,
   the written answers, the seed, the sandbox, the source folder and the late
-  policy; :func:`cnnlab.grading.sheet.read_sheet` reads it back;
+  policy; :func:`cnnlab.grading.results.sheet.read_sheet` reads it back;
 * ``feedback/<student>/<assignment>/<notebook>.html`` -- nbgrader's feedback
   layout, so a course's exchange can release the pages: one page per
   submission, each test passed or failed with its message and, for partial
@@ -16,12 +16,12 @@
   expected values never leave the grader.
 
 Marks on written answers live in ``marks.json`` beside them
-(:mod:`cnnlab.grading.marks`) and are applied every time the reports are
+(:mod:`cnnlab.grading.results.marks`) and are applied every time the reports are
 written, so a re-grade keeps them.
 
 Everything a submission controls (names, messages, answers) is HTML-escaped
 in the pages and kept from becoming a formula in the CSV
-(:mod:`cnnlab.grading.spreadsheet`); file names are made safe and unique
+(:mod:`cnnlab.grading.results.spreadsheet`); file names are made safe and unique
 (:func:`safe_name`).
 """
 
@@ -32,9 +32,9 @@ import hashlib
 import re
 from pathlib import Path
 
-from cnnlab.grading.late import LatePolicy, readable
-from cnnlab.grading.score import CellResult
-from cnnlab.grading.sheet import (
+from cnnlab.grading.pipeline.score import CellResult
+from cnnlab.grading.results.late import LatePolicy, readable
+from cnnlab.grading.results.sheet import (
     SHEET_FILE,
     Sheet,
     SubmissionResult,
@@ -42,7 +42,7 @@ from cnnlab.grading.sheet import (
     sheet_to_json,
     write_atomically,
 )
-from cnnlab.grading.spreadsheet import csv_text
+from cnnlab.grading.results.spreadsheet import csv_text
 
 __all__ = ["feedback_page", "feedback_paths", "safe_name", "write_reports"]
 
@@ -110,7 +110,7 @@ def write_reports(sheet: Sheet, out: Path, only: set[tuple[str, str]] | None = N
     """Write ``grades.csv``, ``grades.json`` and the feedback pages of ``sheet`` into ``out``, each atomically.
 
     ``only``: the (student, assignment) rows whose pages changed (None: every page). Renders what it is
-    given: marks are applied by the caller (:func:`cnnlab.grading.marks.publish`).
+    given: marks are applied by the caller (:func:`cnnlab.grading.results.marks.publish`).
     """
     out.mkdir(parents=True, exist_ok=True)
     ordered = sorted(sheet.results, key=lambda r: (r.assignment, r.student, r.path))
@@ -127,7 +127,7 @@ def write_reports(sheet: Sheet, out: Path, only: set[tuple[str, str]] | None = N
 def _templates():
     import jinja2  # noqa: PLC0415
 
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("cnnlab.grading", "templates"), autoescape=True,
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("cnnlab.grading.results", "templates"), autoescape=True,
                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True)  # fmt: skip
     environment.filters["g"] = lambda number: f"{number:g}"
     environment.filters["readable"] = readable

@@ -15,7 +15,7 @@ in this process:
    within a size cap;
 2. :func:`measure_all`, after the notebook: every record whose value claims to
    be a measurement is marked forged; every artefact record is measured by
-   :mod:`cnnlab.grading.measure` in a fresh sandboxed process that runs no
+   :mod:`cnnlab.grading.pipeline.measure` in a fresh sandboxed process that runs no
    student code, with the task and parameters of the *source's* record, and
    its value becomes what was measured (or why nothing could be);
 3. :func:`cnnlab.grading.record.matches` compares those measures with the
@@ -32,8 +32,8 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from cnnlab.grading.pipeline.restore import segment
 from cnnlab.grading.record import ARTEFACTS, MIME, Comparison
-from cnnlab.grading.restore import segment
 
 __all__ = ["MAX_ARTEFACT_BYTES", "fetch", "measure_all"]
 
@@ -114,7 +114,7 @@ def measure_all(executed, compare_for: Callable[[str, str], Comparison | None], 
     """Replace, in place, every record value in ``executed``'s grade cells that only the grader may write.
 
     ``compare_for(grade_id, key)`` gives the source's comparison for a record (None: none);
-    ``measure(path, task, params)`` runs :mod:`cnnlab.grading.measure` and returns its JSON answer
+    ``measure(path, task, params)`` runs :mod:`cnnlab.grading.pipeline.measure` and returns its JSON answer
     (it raises when the grader itself fails). ``folder`` holds the fetched artefacts.
     """
     measured: dict[tuple[str, str], dict] = {}  # (grade_id, key) -> the measures taken (for baselines)

@@ -21,7 +21,7 @@ other submission, no ``.git``.
 It unshares the network (no interfaces but loopback), PID namespace (the
 kernel sees and can signal only its own processes; when the grader kills the
 sandbox everything in it dies), IPC and host name. Inside, before Python
-starts, :mod:`cnnlab.grading.jail` sets resource limits (processes, file
+starts, :mod:`cnnlab.grading.pipeline.jail` sets resource limits (processes, file
 size, no core files) and, when the grader runs as root, switches to an
 unprivileged uid of its own for each kernel slot, with no capabilities and
 ``no_new_privs``. Those uids are claimed (:func:`kernel_uids`) so that no two
@@ -47,7 +47,7 @@ from functools import cache
 from pathlib import Path
 
 from cnnlab import paths
-from cnnlab.grading.execute import Limits
+from cnnlab.grading.pipeline.execute import Limits
 
 __all__ = ["KERNEL_NAME", "Sandbox", "SandboxUnavailable", "allowed_paths", "kernel_environment", "kernel_uids",
            "probe", "write_kernelspec"]  # fmt: skip
@@ -265,7 +265,7 @@ def write_kernelspec(kernels: Path, ipc_dir: Path, sandbox: Sandbox, seed: int, 
                      scratch: Path, cgroup=None) -> Path:  # fmt: skip
     """Write ``kernels/<KERNEL_NAME>/kernel.json`` for one kernel; return ``kernels``.
 
-    ``cgroup`` (a :class:`cnnlab.grading.cgroups.KernelCgroup`): the kernel starts inside it.
+    ``cgroup`` (a :class:`cnnlab.grading.pipeline.cgroups.KernelCgroup`): the kernel starts inside it.
     """
     spec_dir = kernels / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)

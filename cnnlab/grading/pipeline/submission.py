@@ -4,7 +4,7 @@
 does, also for a Dask run); :func:`run_and_score` is the kernel and the
 verdicts (what a Dask worker does). Both return rows; neither raises for
 anything a submission does. ``cnnlab grade`` (:mod:`cnnlab.grading.grade`)
-and its Dask workers (:mod:`cnnlab.grading.cluster`) both call them.
+and its Dask workers (:mod:`cnnlab.grading.distribution.cluster`) both call them.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.grading.artefacts import measure_all
-from cnnlab.grading.execute import Execution, Limits
-from cnnlab.grading.intake import Submission, read_submission
-from cnnlab.grading.kernels import KernelFailure, Kernels
-from cnnlab.grading.restore import restore, segment
-from cnnlab.grading.score import CellResult, Reference, score
-from cnnlab.grading.sheet import SubmissionResult
-from cnnlab.grading.source import GradeItem
+from cnnlab.grading.authoring.source import GradeItem
+from cnnlab.grading.pipeline.artefacts import measure_all
+from cnnlab.grading.pipeline.execute import Execution, Limits
+from cnnlab.grading.pipeline.intake import Submission, read_submission
+from cnnlab.grading.pipeline.kernels import KernelFailure, Kernels
+from cnnlab.grading.pipeline.restore import restore, segment
+from cnnlab.grading.pipeline.score import CellResult, Reference, score
+from cnnlab.grading.results.sheet import SubmissionResult
 
 __all__ = ["Assignment", "grade_one", "grader_failure", "prepare", "run_and_score"]
 

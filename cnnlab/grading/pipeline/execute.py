@@ -7,14 +7,14 @@
   and kills it when it passes a ceiling or the notebook's deadline (a kernel
   that ignores interrupts ends there too);
 * memory and processes, where the grader is root: also a cgroup per kernel
-  (:mod:`cnnlab.grading.cgroups`), which the Linux kernel enforces and which
+  (:mod:`cnnlab.grading.pipeline.cgroups`), which the Linux kernel enforces and which
   counts shared memory (a memfd) that no process table shows;
 * output: every message's size is checked before it is decoded (one huge
   message never becomes a string in this process), a message that cannot be
   decoded is dropped, and text beyond the cap is dropped, with one note in the
   feedback; grading records have their own, larger cap;
 * files, processes per user and scratch size: set by the sandbox
-  (:mod:`cnnlab.grading.sandbox`) as resource limits and a sized tmpfs.
+  (:mod:`cnnlab.grading.pipeline.sandbox`) as resource limits and a sized tmpfs.
 
 What each cell's ``execute_reply`` said is kept (:class:`Reply`): that, not
 the outputs a submission may suppress, is what decides whether a cell failed.
@@ -40,8 +40,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from traitlets import Integer
 
-from cnnlab.grading.artefacts import fetch
-from cnnlab.grading.cgroups import KernelCgroup, kill_pid, start_time
+from cnnlab.grading.pipeline.artefacts import fetch
+from cnnlab.grading.pipeline.cgroups import KernelCgroup, kill_pid, start_time
 from cnnlab.grading.record import MIME
 
 __all__ = ["GRADER_ERROR", "Execution", "Limits", "Reply", "execute"]
@@ -376,7 +376,7 @@ def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, l
     ``lock_ipc`` (root, kernel under a uid of its own): once the kernel is up, ``ipc_dir``
     becomes root's and read-only to it. ``cgroup``: the kernel's, made by the caller.
     ``artefacts``: where the files that records name are copied as each cell finishes
-    (:func:`cnnlab.grading.artefacts.fetch`); ``sandboxed``: whether the kernel's scratch is
+    (:func:`cnnlab.grading.pipeline.artefacts.fetch`); ``sandboxed``: whether the kernel's scratch is
     inside a sandbox (else it is ``cwd``).
     """
     from jupyter_client import AsyncKernelManager  # noqa: PLC0415

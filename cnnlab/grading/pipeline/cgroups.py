@@ -1,6 +1,6 @@
 """Limits the Linux kernel enforces on a grading kernel: one cgroup per kernel, for memory and processes.
 
-The ``/proc`` watchdog (:mod:`cnnlab.grading.execute`) sees only memory that
+The ``/proc`` watchdog (:mod:`cnnlab.grading.pipeline.execute`) sees only memory that
 some process maps. Memory held in a ``memfd`` or a tmpfs file that no process
 maps is invisible to it, and a watchdog only reacts after the fact. A memory
 cgroup counts every page the kernel's processes charge, shared memory (shmem,

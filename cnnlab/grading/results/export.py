@@ -14,7 +14,7 @@ The score sent is ``final``: the total after the late penalty. Rows nobody
 could score, and roster students with no submission, are left empty (an empty
 cell changes nothing in either LMS); every such student is reported, and so is
 every graded student the roster does not know. No cell of the import can run
-as a spreadsheet formula (:mod:`cnnlab.grading.spreadsheet`), whatever a
+as a spreadsheet formula (:mod:`cnnlab.grading.results.spreadsheet`), whatever a
 roster or a student's name holds.
 """
 
@@ -25,8 +25,8 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab.grading.sheet import SubmissionResult, check_unique, read_sheet
-from cnnlab.grading.spreadsheet import csv_text, read_cell
+from cnnlab.grading.results.sheet import SubmissionResult, check_unique, read_sheet
+from cnnlab.grading.results.spreadsheet import csv_text, read_cell
 
 __all__ = ["FORMATS", "Export", "ExportError", "export"]
 

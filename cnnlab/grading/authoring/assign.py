@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from cnnlab.grading.source import read_notebook, unrecorded_tests, validate
+from cnnlab.grading.authoring.source import read_notebook, unrecorded_tests, validate
 from cnnlab.notebooks import clean_metadata
 
 __all__ = ["AssignResult", "assign", "check", "student_version", "render"]

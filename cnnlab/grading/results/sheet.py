@@ -32,8 +32,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from cnnlab.grading.late import LatePolicy
-from cnnlab.grading.score import CellResult, Check
+from cnnlab.grading.pipeline.score import CellResult, Check
+from cnnlab.grading.results.late import LatePolicy
 
 __all__ = ["JOURNAL_FILE", "SHEET_FILE", "STATUSES", "UNSCORED", "Journal", "Sheet", "SheetError", "SubmissionResult",
            "check_unique", "display_name", "locked", "merge", "read_sheet", "row_from_dict", "row_to_dict",

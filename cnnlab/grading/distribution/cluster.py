@@ -5,7 +5,7 @@ assignment's source once, as a local run does; the reference values and the
 source then travel to the workers once per assignment (scattered to all of
 them), and each submission travels as the notebook the grader read. Each
 worker grades in its own sandbox exactly as a local run does: it claims kernel
-uids of its own (:func:`cnnlab.grading.sandbox.kernel_uids`, one per worker
+uids of its own (:func:`cnnlab.grading.pipeline.sandbox.kernel_uids`, one per worker
 thread), probes bubblewrap once, and runs
 :func:`cnnlab.grading.grade.run_and_score`. The rows come back to the grader,
 which writes the same output folder, with the same progress bar.
@@ -36,13 +36,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.grading.execute import Limits
-from cnnlab.grading.intake import Submission
-from cnnlab.grading.kernels import Kernels
-from cnnlab.grading.pipeline import Assignment, grader_failure, prepare, run_and_score
-from cnnlab.grading.sandbox import Sandbox, kernel_uids, probe
-from cnnlab.grading.score import Reference
-from cnnlab.grading.sheet import SubmissionResult
+from cnnlab.grading.pipeline.execute import Limits
+from cnnlab.grading.pipeline.intake import Submission
+from cnnlab.grading.pipeline.kernels import Kernels
+from cnnlab.grading.pipeline.sandbox import Sandbox, kernel_uids, probe
+from cnnlab.grading.pipeline.score import Reference
+from cnnlab.grading.pipeline.submission import Assignment, grader_failure, prepare, run_and_score
+from cnnlab.grading.results.sheet import SubmissionResult
 
 __all__ = ["ClusterUnavailable", "LoopbackCluster", "loopback_cluster", "run_all"]
 

@@ -1,6 +1,6 @@
 """The first process inside the sandbox: limits and privileges, then ``exec`` the kernel.
 
-    python .../cnnlab/grading/jail.py --nproc N --fsize-mb M [--uid U --chown DIR] -- COMMAND...
+    python .../cnnlab/grading/pipeline/jail.py --nproc N --fsize-mb M [--uid U --chown DIR] -- COMMAND...
 
 * ``RLIMIT_NPROC`` (processes and threads of the kernel's user), ``RLIMIT_FSIZE``
   (largest file written), ``RLIMIT_CORE`` = 0;
@@ -40,7 +40,7 @@ def _connection_file(command: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="cnnlab.grading.jail")
+    parser = argparse.ArgumentParser(prog="cnnlab.grading.pipeline.jail")
     parser.add_argument("--nproc", type=int, required=True)
     parser.add_argument("--fsize-mb", type=int, required=True)
     parser.add_argument("--uid", type=int)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         os.setresgid(args.uid, args.uid, args.uid)
         os.setresuid(args.uid, args.uid, args.uid)  # from root to another uid: every capability is dropped
         if os.geteuid() == 0 or os.getuid() == 0:
-            raise SystemExit("cnnlab.grading.jail: could not drop root")
+            raise SystemExit("cnnlab.grading.pipeline.jail: could not drop root")
     resource.setrlimit(resource.RLIMIT_NPROC, (args.nproc, args.nproc))
     size = args.fsize_mb * 2**20
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))

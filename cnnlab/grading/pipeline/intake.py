@@ -31,7 +31,7 @@ else the only assignment graded.
   instructor keeps one); a link or device beside a notebook is a note on its
   row; only a student with nothing gradable gets a ``rejected`` row.
 * Names that are not UTF-8 (a ZIP unpacked with CP-1252 names) are kept as
-  ``\\xNN`` escapes (:func:`cnnlab.grading.sheet.display_name`).
+  ``\\xNN`` escapes (:func:`cnnlab.grading.results.sheet.display_name`).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from pathlib import Path
 
 import nbformat
 
-from cnnlab.grading.sheet import display_name
-from cnnlab.grading.source import meta
+from cnnlab.grading.authoring.source import meta
+from cnnlab.grading.results.sheet import display_name
 
 __all__ = ["Submission", "find_submissions", "read_submission"]
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from cnnlab.grading.authoring.source import GradeItem, unanswered
+from cnnlab.grading.pipeline.restore import segment
 from cnnlab.grading.record import Record, matches, records_in
-from cnnlab.grading.restore import segment
-from cnnlab.grading.source import GradeItem, unanswered
 
 __all__ = ["CellResult", "Check", "Reference", "collect_records", "partial_problems", "score", "unrecorded"]
 
@@ -219,8 +219,8 @@ def _manual(item: GradeItem, answer: str | None) -> CellResult:
 def score(items: list[GradeItem], reference: Reference, executed, execution) -> list[CellResult]:
     """One :class:`CellResult` per grade cell, in the order of ``items``.
 
-    ``executed`` is a notebook made by :func:`cnnlab.grading.restore.restore`
-    and run by :func:`cnnlab.grading.execute.execute`, which gave ``execution``.
+    ``executed`` is a notebook made by :func:`cnnlab.grading.pipeline.restore.restore`
+    and run by :func:`cnnlab.grading.pipeline.execute.execute`, which gave ``execution``.
     """
     by_grade: dict[str, list] = {}
     answers: dict[str, str] = {}

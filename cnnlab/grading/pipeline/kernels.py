@@ -1,10 +1,10 @@
 """The kernel pool that ``cnnlab grade``, its Dask workers and ``cnnlab validate`` share.
 
 Each concurrent kernel has a slot: one of the kernel uids claimed for this
-grader (:func:`cnnlab.grading.sandbox.kernel_uids`), or ``None`` where the
+grader (:func:`cnnlab.grading.pipeline.sandbox.kernel_uids`), or ``None`` where the
 grader is not root. A run takes a slot, writes a kernelspec that starts the
 kernel inside the sandbox, executes the notebook
-(:func:`cnnlab.grading.execute.execute`) and gives the slot back.
+(:func:`cnnlab.grading.pipeline.execute.execute`) and gives the slot back.
 
 What is the student's and what is the grader's: a kernel that does not start,
 a full disk, or an exception inside the grader while the notebook runs is the
@@ -24,9 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cnnlab.grading.cgroups import KernelCgroup
-from cnnlab.grading.execute import GRADER_ERROR, Execution, Limits, execute
-from cnnlab.grading.sandbox import KERNEL_NAME, Sandbox, kernel_environment, write_kernelspec
+from cnnlab.grading.pipeline.cgroups import KernelCgroup
+from cnnlab.grading.pipeline.execute import GRADER_ERROR, Execution, Limits, execute
+from cnnlab.grading.pipeline.sandbox import KERNEL_NAME, Sandbox, kernel_environment, write_kernelspec
 
 __all__ = ["KernelFailure", "Kernels"]
 
@@ -55,7 +55,7 @@ class Kernels:
     def run(self, nb, artefacts: Path | None = None) -> tuple[object, Execution]:
         """``(executed notebook, execution)``; raises :class:`KernelFailure` when no kernel could run it.
 
-        ``artefacts``: where the files its records name are copied (:mod:`cnnlab.grading.artefacts`).
+        ``artefacts``: where the files its records name are copied (:mod:`cnnlab.grading.pipeline.artefacts`).
 
         A kernel that does not start is tried once more: its failure is the machine's
         (a loaded host, a slot still being cleared), never anything the submission did.
@@ -99,7 +99,7 @@ class Kernels:
         return executed, execution
 
     def measure(self, artefact: Path, task: str, params: dict) -> dict:
-        """Measure ``artefact`` with :mod:`cnnlab.grading.measure` in a fresh sandboxed process (a slot's uid,
+        """Measure ``artefact`` with :mod:`cnnlab.grading.pipeline.measure` in a fresh sandboxed process (a slot's uid,
         a cgroup, the kernel's limits), which runs no student code: its JSON answer, ``{"measures": ...}`` or
         ``{"error": ...}``. Raises :class:`KernelFailure` when the grader could not run it."""
         uid = self.free.get()

@@ -17,7 +17,7 @@ import copy
 
 import nbformat
 
-from cnnlab.grading.source import BEGIN_HIDDEN, END_HIDDEN, cell_key, is_grade, is_solution, meta
+from cnnlab.grading.authoring.source import BEGIN_HIDDEN, END_HIDDEN, cell_key, is_grade, is_solution, meta
 
 __all__ = ["SEGMENT", "restore", "segment", "split_hidden"]
 
