@@ -54,3 +54,23 @@ def test_submission_time_comes_from_timestamp_txt_and_nothing_else(tmp_path):
     (tmp_path / "elsewhere.txt").write_text("2020-01-01 00:00 UTC")
     (notebook.parent / "timestamp.txt").symlink_to(tmp_path / "elsewhere.txt")
     assert submission_time(notebook) is None  # a link is never followed
+
+
+def test_a_forged_timestamp_gives_way_to_when_the_notebook_was_written(tmp_path):
+    """timestamp.txt is the student's own: a 2020 time on a notebook written in 2026 is not on time."""
+    import os  # noqa: PLC0415
+
+    from cnnlab.grading.results.late import arrival  # noqa: PLC0415
+
+    notebook = tmp_path / "ann" / "conv" / "conv.ipynb"
+    notebook.parent.mkdir(parents=True)
+    notebook.write_text("{}")
+    written = datetime(2026, 12, 2, 10, 0, tzinfo=UTC).timestamp()
+    os.utime(notebook, (written, written))
+    policy = LatePolicy(datetime(2026, 12, 1, 23, 59, tzinfo=UTC), grace=timedelta(minutes=15))
+    (notebook.parent / "timestamp.txt").write_text("2020-01-01 00:00:00 UTC")
+    when, note = arrival(notebook, policy)
+    assert when == datetime(2026, 12, 2, 10, 0, tzinfo=UTC) and "2020-01-01 00:00 UTC" in note
+    assert policy.penalty(when)[1] == 10.0
+    (notebook.parent / "timestamp.txt").write_text("2026-12-02 10:05:00 UTC")  # saved, then submitted: agrees
+    assert arrival(notebook, policy) == (datetime(2026, 12, 2, 10, 5, tzinfo=UTC), "")
