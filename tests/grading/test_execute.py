@@ -80,3 +80,29 @@ def test_a_message_too_large_or_undecodable_becomes_a_dropped_stub():
     reply = session.deserialize(frames(b"[" * 10000, msg_type="execute_reply"))
     assert reply["content"]["status"] == "error"
     assert session.deserialize([b"garbage"])["metadata"][DROPPED]
+
+
+def test_an_oversized_frame_is_dropped_before_it_is_copied():
+    """With ZeroMQ frames (copy=False), the size is read from the frame: its bytes never become a Python object."""
+    import zmq  # noqa: PLC0415
+
+    from cnnlab.grading.pipeline.execute import DROPPED, CappedSession  # noqa: PLC0415
+
+    session = CappedSession(max_bytes=1000)
+    message = session.msg("display_data", content={})
+    parts = [session.pack(message["header"]), session.pack({}), session.pack({})]
+
+    class Counted(zmq.Frame):
+        copies = 0
+
+        @property
+        def bytes(self):
+            Counted.copies += 1
+            return super().bytes
+
+    big = Counted(b'{"data": {"text/plain": "' + b"x" * 5000 + b'"}}')
+    stub = session.deserialize([zmq.Frame(b""), *map(zmq.Frame, parts), big], copy=False)
+    assert stub["metadata"][DROPPED] and stub["msg_type"] == "stream" and Counted.copies == 0
+    small = [*parts, session.pack({"name": "stdout", "text": "hi"})]
+    ok = session.deserialize([zmq.Frame(session.sign(small)), *map(zmq.Frame, small)], copy=False)
+    assert ok["content"]["text"] == "hi"

@@ -35,10 +35,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.session import Session
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
-from traitlets import Integer
+from traitlets import Integer, Type
 
 from cnnlab.grading.pipeline.artefacts import fetch
 from cnnlab.grading.pipeline.cgroups import KernelCgroup, kill_pid, start_time
@@ -236,6 +238,25 @@ def _text_size(value, depth: int = 0) -> int:
     return 8
 
 
+class CappedChannel(AsyncZMQSocketChannel):
+    """A client channel that receives ZeroMQ frames without copying them, so that
+    :class:`CappedSession` can drop an oversized message before its bytes ever become a Python object."""
+
+    async def _recv(self, **kwargs):
+        frames = await self.socket.recv_multipart(copy=False, **kwargs)
+        _, message = self.session.feed_identities(frames, copy=False)
+        return self.session.deserialize(message, copy=False)
+
+
+class CappedClient(AsyncKernelClient):
+    """The kernel client nbclient gets: every channel is a :class:`CappedChannel`."""
+
+    shell_channel_class = Type(CappedChannel)
+    iopub_channel_class = Type(CappedChannel)
+    stdin_channel_class = Type(CappedChannel)
+    control_channel_class = Type(CappedChannel)
+
+
 class CappedSession(Session):
     """A Jupyter session that checks each message's size before decoding it, and never raises on one.
 
@@ -247,23 +268,35 @@ class CappedSession(Session):
     max_bytes = Integer(50_000_000, help="largest message content decoded, in bytes").tag(config=False)
 
     def deserialize(self, msg_list, content=True, copy=True):
+        if not copy:  # ZeroMQ frames: their lengths are known before any byte is copied into Python
+            if len(msg_list) > 4 and len(msg_list[4]) > self.max_bytes:
+                return self._stub(self._small(msg_list[1]), self._small(msg_list[2]))
+            msg_list = [m.bytes if hasattr(m, "bytes") else m for m in msg_list]
         try:
-            message = super().deserialize(msg_list, content=False, copy=copy)
+            message = super().deserialize(msg_list, content=False)
         except Exception:  # noqa: BLE001 -- anything a kernel sends must not raise here
             return self._stub({"msg_id": "", "msg_type": "stream"}, {})
         if not content:
             return message
         raw = message["content"]
-        data = raw.bytes if hasattr(raw, "bytes") else raw
-        if len(data) > self.max_bytes:
+        if len(raw) > self.max_bytes:
             return self._stub(message["header"], message["parent_header"])
         try:
-            message["content"] = self.unpack(data)
+            message["content"] = self.unpack(raw)
             if not isinstance(message["content"], dict):
                 raise TypeError("content is not an object")
         except Exception:  # noqa: BLE001 -- too deep, not JSON, not an object
             return self._stub(message["header"], message["parent_header"])
         return message
+
+    def _small(self, frame) -> dict:
+        """A header frame decoded, or ``{}`` when it is not a small JSON object."""
+        try:
+            data = frame.bytes if hasattr(frame, "bytes") else frame
+            found = self.unpack(data) if len(data) < 65536 else {}
+            return found if isinstance(found, dict) else {}
+        except Exception:  # noqa: BLE001
+            return {}
 
     @staticmethod
     def _stub(header, parent) -> dict:
@@ -393,6 +426,7 @@ def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, l
         ip=str(ipc_dir / "k"),
         connection_file=str(ipc_dir / "connection.json"),
         session=session,
+        client_factory=CappedClient,
     )
     client = _GradingClient(
         nb, km=km, limits=limits, execution=execution, cgroup=cgroup, lock_ipc=ipc_dir if lock_ipc else None,
