@@ -189,10 +189,9 @@ def _run_all(jobs: list, workers: int, progress: bool, finished) -> list[Submiss
 
     def one(job) -> SubmissionResult:
         try:
-            row = grade_one(*job)
+            return finished(grade_one(*job))
         except Exception as error:  # noqa: BLE001 -- a bug here is the grader's failure, not a zero
-            row = grader_failure(job[0], error)
-        return finished(row)
+            return finished(grader_failure(job[0], error))
 
     results: list[SubmissionResult | None] = [None] * len(jobs)
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
@@ -252,6 +251,19 @@ def _open_folder(run: GradeRun) -> Sheet | None:
     return earlier
 
 
+def _same_folders(submissions: list[Submission], earlier: Sheet | None) -> None:
+    """Refuse a run that would replace a row with one found in another folder (a student's nested folder
+    named after someone else, graded on its own, would otherwise stand in for that someone)."""
+    if earlier is None:
+        return
+    kept = {r.key: r.folder for r in earlier.results if r.folder}
+    clashes = [f"{s.student}/{s.assignment}: the sheet's row is from {kept[(s.student, s.assignment)]}, this one from "
+               f"{s.folder}" for s in submissions if kept.get((s.student, s.assignment)) not in (None, s.folder)]  # fmt: skip
+    if clashes:
+        raise SheetError("these rows would be replaced by submissions found in other folders; grade the class "
+                         "folder they came from, or into another --out:\n  " + "\n  ".join(clashes[:20]))  # fmt: skip
+
+
 def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
     """Grade every submission under ``inputs``; merge the rows into ``run.out`` and write its reports.
 
@@ -267,6 +279,7 @@ def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
     assignments = load_assignments(run.source)
     earlier = _open_folder(run)
     submissions = find_submissions(inputs, set(assignments))
+    _same_folders(submissions, earlier)
     if run.only_not_gradable:
         redo = {(r.student, r.assignment) for r in earlier.results if r.status == "not-gradable"}
         submissions = [s for s in submissions if (s.student, s.assignment) in redo]
@@ -303,7 +316,7 @@ def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
                           "to grade the rest") from None  # fmt: skip
     with locked(run.out):
         current = read_sheet(run.out).results if (run.out / SHEET_FILE).exists() else []
-        sheet = Sheet(seed, run.sandbox, merge(current, [*resumed, *graded]), str(run.source.resolve()),
+        sheet = Sheet(seed, run.sandbox, merge(merge(current, resumed), graded), str(run.source.resolve()),
                       run.late_policy, enforced, run.scheduler or "", bool(run.scheduler and run.insecure))  # fmt: skip
         written = marks.publish(run.out, sheet)
     journal.close(remove=True)

@@ -243,7 +243,7 @@ def record_artefact(key: str, value, *, task: str, at_least: dict | None = None,
         key: the name of this check, as for :func:`record`.
         value: a Keras model (saved as ``.keras``) or an array (``.npy``).
         task: what the grader measures (:mod:`cnnlab.grading.pipeline.measure`): ``"keras-classifier"``
-            (``data=``: accuracy, parameters, steps) or ``"fgsm-images"``.
+            (``data=``: accuracy, parameters), ``"fgsm-images"`` or ``"filter-ascent"``.
         at_least, at_most: bounds on the measures, e.g. ``at_least={"accuracy": 0.95}``.
         points: this check's share of the cell's points, as for :func:`record`.
         params: the task's parameters (JSON-safe), e.g. ``data="mnist-test"``.

@@ -106,3 +106,14 @@ def test_an_oversized_frame_is_dropped_before_it_is_copied():
     small = [*parts, session.pack({"name": "stdout", "text": "hi"})]
     ok = session.deserialize([zmq.Frame(session.sign(small)), *map(zmq.Frame, small)], copy=False)
     assert ok["content"]["text"] == "hi"
+
+
+def test_every_frame_of_a_message_is_size_checked():
+    """A huge header, parent header or metadata frame is dropped too, not only a huge content frame."""
+    from cnnlab.grading.pipeline.execute import DROPPED, CappedSession  # noqa: PLC0415
+
+    session = CappedSession(max_bytes=10**6)
+    header = session.pack(session.msg("stream", content={})["header"])
+    metadata = b"[" + b"0," * 100_000 + b"0]"  # 200 kB of JSON: over the 64 KiB a metadata frame may have
+    parts = [header, session.pack({}), metadata, session.pack({"name": "stdout", "text": "hi"})]
+    assert session.deserialize([session.sign(parts), *parts])["metadata"][DROPPED]

@@ -74,3 +74,13 @@ def test_a_forged_timestamp_gives_way_to_when_the_notebook_was_written(tmp_path)
     assert policy.penalty(when)[1] == 10.0
     (notebook.parent / "timestamp.txt").write_text("2026-12-02 10:05:00 UTC")  # saved, then submitted: agrees
     assert arrival(notebook, policy) == (datetime(2026, 12, 2, 10, 5, tzinfo=UTC), "")
+
+
+@pytest.mark.parametrize("text", ["0001-01-01 00:00+23:00", "9999-12-31T23:59-23:00"])
+def test_a_time_no_clock_can_show_is_no_time(tmp_path, text):
+    """A timestamp.txt at the edge of the calendar must not stop the batch: it reads as no time at all."""
+    with pytest.raises(ValueError, match="out of range"):
+        parse_time(text)
+    notebook = tmp_path / "conv.ipynb"
+    (tmp_path / "timestamp.txt").write_text(text)
+    assert submission_time(notebook) is None

@@ -77,3 +77,22 @@ def test_spreadsheet_formulas_are_text_and_read_back(text):
     assert cell(text) == "'" + text and read_cell(cell(text)) == text
     assert read_cell("'plain") == "'plain" and cell("ann") == "ann"
     assert next(csv.reader(io.StringIO(csv_text([[text, 3]])))) == ["'" + text, "3"]
+
+
+def test_names_equal_but_for_case_get_folders_of_their_own(tmp_path):
+    """macOS and Windows ignore case: Bob's 03 and bob's 05 must not share a release folder."""
+    paths = feedback_paths(tmp_path, [_row("Bob", assignment="03"), _row("bob", assignment="05")])
+    folders = {p.parents[1].name.casefold() for p in paths.values()}
+    assert len(folders) == 2
+
+
+def test_a_row_is_never_replaced_by_one_found_in_another_folder(tmp_path):
+    """`cnnlab grade submitted/bob`, where bob holds a folder alice/: it must not stand in for alice's row."""
+    from cnnlab.grading.grade import _same_folders  # noqa: PLC0415
+    from cnnlab.grading.pipeline.intake import Submission  # noqa: PLC0415
+    from cnnlab.grading.results.sheet import Sheet, SheetError  # noqa: PLC0415
+
+    sheet = Sheet(1, "bwrap", [SubmissionResult("alice", "conv", "s/alice/conv.ipynb", "graded", folder="/s/alice")])
+    _same_folders([Submission("alice", "conv", tmp_path, folder="/s/alice")], sheet)  # the same folder: fine
+    with pytest.raises(SheetError, match="alice/conv: the sheet's row is from /s/alice, this one from /s/bob/alice"):
+        _same_folders([Submission("alice", "conv", tmp_path, folder="/s/bob/alice")], sheet)

@@ -168,12 +168,15 @@ def run_all(address: str, jobs: list[tuple[Submission, Assignment | None, Refere
             try:
                 row = future.result()
             except KilledWorker as error:
-                row = SubmissionResult(sub.student, sub.assignment, str(sub.path), "not-gradable", notes=(
+                row = SubmissionResult(sub.student, sub.assignment, str(sub.path), "not-gradable", folder=sub.folder, notes=(
                     f"every Dask worker that tried to grade it died ({error}); grade it again with "
                     "--only-not-gradable",))  # fmt: skip
             except Exception as error:  # noqa: BLE001 -- the grader's (or the cluster's) failure, never a zero
                 row = grader_failure(sub, error)
-            results[index] = finished(row)
+            try:
+                results[index] = finished(row)
+            except Exception as error:  # noqa: BLE001 -- e.g. a time nobody can show: still a row
+                results[index] = finished(grader_failure(sub, error))
             bar.update(1)
         bar.close()
     return [r for r in results if r is not None]

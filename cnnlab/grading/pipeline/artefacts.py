@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -101,8 +100,11 @@ def fetch(cell, base: str, parts: tuple[str, ...], dest: Path, budget: list[int]
                     continue
                 budget[0] -= info.st_size
                 dest.mkdir(parents=True, exist_ok=True)
+                left = info.st_size  # what was charged: a file that keeps growing is cut there
                 with os.fdopen(os.dup(source), "rb") as reader, open(dest / name, "wb") as writer:
-                    shutil.copyfileobj(reader, writer, 2**20)
+                    while left > 0 and (chunk := reader.read(min(left, 2**20))):
+                        writer.write(chunk)
+                        left -= len(chunk)
             finally:
                 os.close(source)
     finally:

@@ -51,6 +51,8 @@ __all__ = ["GRADER_ERROR", "Execution", "Limits", "Reply", "execute"]
 SANDBOX_EXIT_SECONDS = 30
 GRADER_ERROR = "grader-error"  # an exception in this process while the notebook ran: not the student's doing
 ARTEFACT_BUDGET = 500 * 2**20  # bytes of artefacts copied out of one kernel
+HEADER_BYTES = 65536  # a message's header, parent header or metadata frame larger than this is dropped
+TOO_DEEP = 1 << 62  # the size counted for output nested deeper than anything the grader keeps
 DROPPED = "cnnlab_dropped"  # metadata flag of a message replaced by a stub (too large, or undecodable)
 
 
@@ -230,7 +232,7 @@ def _text_size(value, depth: int = 0) -> int:
     if isinstance(value, (str, bytes)):
         return len(value)
     if depth > 20:
-        return 0
+        return TOO_DEEP
     if isinstance(value, dict):
         return sum(len(str(k)) + _text_size(v, depth + 1) for k, v in value.items())
     if isinstance(value, (list, tuple)):
@@ -268,9 +270,10 @@ class CappedSession(Session):
     max_bytes = Integer(50_000_000, help="largest message content decoded, in bytes").tag(config=False)
 
     def deserialize(self, msg_list, content=True, copy=True):
-        if not copy:  # ZeroMQ frames: their lengths are known before any byte is copied into Python
-            if len(msg_list) > 4 and len(msg_list[4]) > self.max_bytes:
-                return self._stub(self._small(msg_list[1]), self._small(msg_list[2]))
+        sizes = [len(m) for m in msg_list]  # a ZeroMQ frame's length is read without copying it
+        if sum(sizes[1:]) > self.max_bytes or any(n > HEADER_BYTES for n in sizes[1:4]):
+            return self._stub(self._small(msg_list[1]), self._small(msg_list[2]))
+        if not copy:
             msg_list = [m.bytes if hasattr(m, "bytes") else m for m in msg_list]
         try:
             message = super().deserialize(msg_list, content=False)
@@ -292,8 +295,9 @@ class CappedSession(Session):
     def _small(self, frame) -> dict:
         """A header frame decoded, or ``{}`` when it is not a small JSON object."""
         try:
-            data = frame.bytes if hasattr(frame, "bytes") else frame
-            found = self.unpack(data) if len(data) < 65536 else {}
+            if len(frame) > HEADER_BYTES:
+                return {}
+            found = self.unpack(frame.bytes if hasattr(frame, "bytes") else frame)
             return found if isinstance(found, dict) else {}
         except Exception:  # noqa: BLE001
             return {}
@@ -366,11 +370,12 @@ class _GradingClient(NotebookClient):
         self.execution.timed_out_cells.add(self.current_cell)
         return await super()._async_handle_timeout(timeout, cell)
 
-    def output(self, outs, msg, display_id, cell_index):
+    def _counted(self, msg) -> bool:
+        """Count ``msg``'s size against its cap; False (and a note) when it is dropped."""
         content = msg.get("content", {})
         if not isinstance(content, dict) or msg.get("metadata", {}).get(DROPPED):
             self.execution.output_truncated = True
-            return None
+            return False
         data = content.get("data", {}) if isinstance(content.get("data"), dict) else {}
         size = _text_size(content)
         if MIME in data:
@@ -381,6 +386,17 @@ class _GradingClient(NotebookClient):
             over = self.text_bytes > self.limits.output_bytes
         if over:
             self.execution.output_truncated = True
+        return not over
+
+    def _update_display_id(self, display_id, msg):
+        if self._counted(msg):  # an update is output too: counted against the same cap
+            try:
+                super()._update_display_id(display_id, msg)
+            except Exception:  # noqa: BLE001 -- an update nbformat cannot hold is dropped
+                self.execution.output_truncated = True
+
+    def output(self, outs, msg, display_id, cell_index):
+        if not self._counted(msg):
             return None
         try:
             return super().output(outs, msg, display_id, cell_index)
@@ -458,7 +474,7 @@ def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, l
         if cgroup is not None:
             execution.memory_limit_hit = cgroup.hit_limit()
             execution.peak_memory_mb = max(execution.peak_memory_mb, cgroup.peak_mb())
-            init = client.watchdog.sandbox_init
+            init = client.watchdog.sandbox_init if client.watchdog else None
             if init is not None and not _wait_for_sandbox_exit(init, SANDBOX_EXIT_SECONDS):
                 execution.detail += f" (the sandbox's processes were still exiting after {SANDBOX_EXIT_SECONDS} s)"
     if execution.status in ("kernel-died", GRADER_ERROR) and not execution.replies and client.current_cell < 0:

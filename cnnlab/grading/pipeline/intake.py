@@ -36,6 +36,7 @@ else the only assignment graded.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ class Submission:
     problem: str = ""  # why it is rejected, or why it is a duplicate
     status: str = ""  # "" (to grade), "rejected" or "duplicate"
     notes: tuple[str, ...] = ()
+    folder: str = ""  # the owner's folder, absolute: a later run may replace this row only from the same one
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class _Candidate:
     assignment: str | None
     path: Path
     problem: str = ""
+    folder: str = ""
 
 
 def _kind_problem(mode: int) -> str:
@@ -97,6 +100,7 @@ def _by_name(name: str, assignments: set[str]) -> str | None:
 def _student_files(folder: Path, student: str, assignments: set[str], assignment: str | None = None) -> list[_Candidate]:
     """Every candidate under one student's ``folder``: its ``*.ipynb`` entries and linked folders."""
     found: list[_Candidate] = []
+    owner = os.path.abspath(folder)
     for root, dirs, files in os.walk(folder, followlinks=False):
         here = Path(root)
         inside = here.relative_to(folder).parts
@@ -107,14 +111,14 @@ def _student_files(folder: Path, student: str, assignments: set[str], assignment
                 dirs.remove(name)
                 guess = named or (name if name in assignments else _by_name(name, assignments))
                 found.append(_Candidate(student, guess, here / name,
-                                        f"{name}/ is a symbolic link to a folder: links are never followed"))  # fmt: skip
+                                        f"{name}/ is a symbolic link to a folder: links are never followed", owner))  # fmt: skip
         for name in sorted(files):
             if name.startswith(".") or not name.endswith(".ipynb"):
                 continue
             path = here / name
             mode = os.lstat(path).st_mode
             problem = "" if stat.S_ISREG(mode) else f"{name}: {_kind_problem(mode)}"
-            found.append(_Candidate(student, named or _by_name(name, assignments), path, problem))
+            found.append(_Candidate(student, named or _by_name(name, assignments), path, problem, owner))
     return found
 
 
@@ -130,7 +134,8 @@ def _folder(item: Path, assignments: set[str]) -> list[_Candidate]:
     absolute = Path(os.path.abspath(item))
     if absolute.name in assignments:  # submitted/bob/03_mnist_cnn
         owner = display_name(absolute.parent.name or absolute.name)
-        return _student_files(item, owner, assignments, absolute.name)
+        return [dataclasses.replace(c, folder=str(absolute.parent))
+                for c in _student_files(item, owner, assignments, absolute.name)]  # fmt: skip
     children = sorted(os.scandir(item), key=lambda e: e.name)
     if _has_notebooks(item) or any(c.name in assignments and c.is_dir(follow_symlinks=False) for c in children):
         return _student_files(item, display_name(absolute.name), assignments)  # submitted/bob
@@ -141,7 +146,8 @@ def _folder(item: Path, assignments: set[str]) -> list[_Candidate]:
         student = display_name(child.name)
         if child.is_symlink():
             found.append(_Candidate(student, None, Path(child.path),
-                                    f"the student folder {student} is a symbolic link: links are never followed"))  # fmt: skip
+                                    f"the student folder {student} is a symbolic link: links are never followed",
+                                    os.path.abspath(child.path)))  # fmt: skip
         elif child.is_dir(follow_symlinks=False):
             found += _student_files(Path(child.path), student, assignments)
     return found
@@ -159,26 +165,27 @@ def _single(path: Path, assignments: set[str]) -> _Candidate:
     if folder.name in assignments:
         folder = folder.parent
     problem = "" if stat.S_ISREG(mode) else _kind_problem(mode)
-    return _Candidate(display_name(folder.name or absolute.stem), assignment or absolute.stem, path, problem)
+    return _Candidate(display_name(folder.name or absolute.stem), assignment or absolute.stem, path, problem, str(folder))
 
 
 def _row(student: str, assignment: str, found: list[_Candidate]) -> Submission:
     """The one row of (student, assignment) from everything found for it."""
     good = [c.path for c in found if not c.problem]
     bad = [c.problem for c in found if c.problem]
+    folder = found[0].folder
     if not good:
-        return Submission(student, assignment, found[0].path, bad[0], "rejected", tuple(bad[1:]))
+        return Submission(student, assignment, found[0].path, bad[0], "rejected", tuple(bad[1:]), folder)
     notes = tuple(f"not graded: {problem}" for problem in bad)
     if len(good) == 1:
-        return Submission(student, assignment, good[0], notes=notes)
+        return Submission(student, assignment, good[0], notes=notes, folder=folder)
     exact = [p for p in good if p.stem == assignment]
     if len(exact) == 1:
         others = ", ".join(display_name(p.name) for p in good if p != exact[0])
-        return Submission(student, assignment, exact[0],
+        return Submission(student, assignment, exact[0], folder=folder,
                           notes=(f"also found {others}: not graded (only {display_name(exact[0].name)} is)", *notes))  # fmt: skip
     names = ", ".join(display_name(p.name) for p in good)
     return Submission(student, assignment, good[0], f"{len(good)} notebooks for this assignment ({names}); keep one "
-                      "and grade again", "duplicate", notes)  # fmt: skip
+                      "and grade again", "duplicate", notes, folder)  # fmt: skip
 
 
 def find_submissions(inputs: list[Path], assignments: set[str]) -> list[Submission]:

@@ -128,13 +128,16 @@ class Kernels:
                 return {"error": "measuring it took longer than the time a cell may take"}
             if group is not None and group.oom_killed():
                 return {"error": f"measuring it needed more than {self.limits.memory_mb} MiB"}
-            for line in reversed(done.stdout.splitlines()):
+            lines = done.stdout.splitlines()
+            for line in reversed(lines):
                 try:
                     answer = json.loads(line)
                 except ValueError:
                     continue
                 if isinstance(answer, dict) and ("measures" in answer or "error" in answer):
                     return answer
+            if "cnnlab-measure-started" in lines:  # it ran, and the artefact made it crash (exit code)
+                return {"error": f"measuring it crashed the measuring process (exit {done.returncode})"}
             raise KernelFailure(f"the grader's measurement did not run (exit {done.returncode}: "
                                 f"{(done.stderr.strip().splitlines() or ['no message'])[-1][:300]})")  # fmt: skip
         except OSError as error:

@@ -37,7 +37,7 @@ class Assignment:
 def _row(sub: Submission, status: str, started: float, *, cells=(), notes=(), answers=()) -> SubmissionResult:
     """One grade-sheet row for ``sub``; intake notes follow the step's own notes."""
     return SubmissionResult(sub.student, sub.assignment, str(sub.path), status, tuple(cells), (*notes, *sub.notes),
-                            tuple(answers), time.monotonic() - started)  # fmt: skip
+                            tuple(answers), time.monotonic() - started, folder=sub.folder)  # fmt: skip
 
 
 def _zero(assignment: Assignment) -> tuple[CellResult, ...]:
@@ -118,7 +118,7 @@ def grade_one(sub: Submission, assignment: Assignment | None, reference: Referen
 
 def grader_failure(sub: Submission, error: BaseException) -> SubmissionResult:
     """The row of a submission the grader itself failed on: not-gradable, never a zero."""
-    return SubmissionResult(sub.student, sub.assignment, str(sub.path), "not-gradable",
+    return SubmissionResult(sub.student, sub.assignment, str(sub.path), "not-gradable", folder=sub.folder,
                             notes=(f"the grader failed: {type(error).__name__}: {str(error)[:500]}",))  # fmt: skip
 
 

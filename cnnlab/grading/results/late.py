@@ -45,7 +45,12 @@ def parse_time(text: str, what: str = "time") -> datetime:
         moment = datetime.fromisoformat(cleaned)
     except ValueError:
         raise ValueError(f"{what}: {text!r} is not a date and time like 2026-12-01T23:59 or 2026-12-01 23:59+01:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{what}: {text!r} is out of range") from None
+    return moment
 
 
 def readable(moment: datetime | str) -> str:

@@ -90,16 +90,21 @@ def feedback_paths(out: Path, results: list[SubmissionResult]) -> dict[tuple[str
     page (also on a file system that ignores case), which would show one student another's marks.
     """
     check_unique(results)
+    owner: dict[str, str] = {}  # case-folded student folder -> its student (macOS and Windows ignore case)
+    folders: dict[str, str] = {}  # student -> folder
+    for student in sorted({r.student for r in results}):
+        folder = safe_name(student)
+        if owner.setdefault(folder.casefold(), student) != student:
+            folder = safe_name(student, hashed=True)
+            owner[folder.casefold()] = student
+        folders[student] = folder
     paths: dict[tuple[str, str], Path] = {}
     seen: dict[str, tuple[str, str]] = {}
     for r in results:
-        for hashed in (False, True):  # names equal but for case (Bob, bob) share a folder on macOS: hash them
-            notebook = safe_name(Path(r.path).stem if r.path else r.assignment, hashed)
-            path = out / "feedback" / safe_name(r.student, hashed) / safe_name(r.assignment) / f"{notebook}.html"
-            folded = str(path.relative_to(out)).casefold()
-            if folded not in seen:
-                break
-        else:
+        notebook = safe_name(Path(r.path).stem) if r.path else safe_name(r.assignment)
+        path = out / "feedback" / folders[r.student] / safe_name(r.assignment) / f"{notebook}.html"
+        folded = str(path.relative_to(out)).casefold()
+        if folded in seen:
             raise ValueError(f"feedback pages of {seen[folded]} and {r.key} would be one file ({path})")
         seen[folded] = r.key
         paths[r.key] = path

@@ -80,6 +80,7 @@ class SubmissionResult:
     submitted_at: str = ""  # ISO time the submission is taken to have arrived; "" when unknown
     hours_late: float = 0.0
     penalty_percent: float = 0.0  # of the points earned
+    folder: str = ""  # the owner's folder the submission was found in ("" in sheets from before it was kept)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -144,7 +145,7 @@ def row_to_dict(result: SubmissionResult) -> dict:
         "hours_late": round(result.hours_late, 3), "penalty_percent": result.penalty_percent,
         "final": result.final if result.scored else None, "seconds": round(result.seconds, 2),
         "notes": list(result.notes), "answers": dict(result.manual_answers),
-        "cells": [_cell_dict(c) for c in result.cells],
+        "cells": [_cell_dict(c) for c in result.cells], "folder": result.folder,
     }  # fmt: skip
 
 
@@ -162,7 +163,8 @@ def row_from_dict(row: dict) -> SubmissionResult:
     return SubmissionResult(str(row["student"]), str(row["assignment"]), str(row["submission"]), str(row["status"]),
                             cells, tuple(row.get("notes", [])), tuple(row.get("answers", {}).items()),
                             float(row.get("seconds", 0)), str(row.get("submitted_at", "")),
-                            float(row.get("hours_late", 0)), float(row.get("penalty_percent", 0)))  # fmt: skip
+                            float(row.get("hours_late", 0)), float(row.get("penalty_percent", 0)),
+                            str(row.get("folder", "")))  # fmt: skip
 
 
 def sheet_to_json(sheet: Sheet) -> str:
