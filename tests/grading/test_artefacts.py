@@ -128,7 +128,7 @@ def test_measurements_sent_by_the_notebook_are_marked_forged(tmp_path):
     nb = new_notebook()
     nb.cells = [_cell_with({"key": "trained", "value": FORGED}, {"key": "other", "value": {"kind": "artefact", "file": "1-x.keras"}})]
     calls = []
-    measure_all(nb, lambda g, k: compare, tmp_path, lambda *a: calls.append(a) or {"measures": {"accuracy": 1.0}})
+    measure_all(nb, lambda g, k: compare, tmp_path, lambda jobs: calls.append(jobs) or [{"measures": {}}] * len(jobs))
     values = [o["data"][MIME]["value"] for o in nb.cells[0].outputs]
     assert "not made by the grader" in values[0]["error"] and "never reached the grader" in values[1]["error"]
     assert calls == []
@@ -161,3 +161,26 @@ def test_forged_thresholds_fail_and_a_trained_model_passes(tmp_path):
     messages = {s: rows[s]["cells"][0]["message"] for s in ATTACKS}
     assert "not made by the grader" in messages["rebinds_record_artefact"]
     assert "parameters" in messages["copies_a_cached_model"] and "measured: accuracy" in messages["copies_a_cached_model"]
+
+
+def test_one_measurement_for_all_of_a_submissions_artefacts_and_gains_over_a_baseline(tmp_path):
+    """TensorFlow starts once per submission; a gain is measured against the baseline the source names."""
+    base = artefact_comparison("keras-classifier", {"data": "mnist-test"}, {"accuracy": 0.5}, None)
+    gain = artefact_comparison("keras-classifier", {"data": "mnist-test", "baseline": "before"},
+                               {"accuracy_gain": 0.05}, None)  # fmt: skip
+    for name in ("1-before.keras", "2-after.keras"):
+        (tmp_path / name).write_bytes(b"model")
+    nb = new_notebook()
+    nb.cells = [_cell_with({"key": "before", "value": {"kind": "artefact", "file": "1-before.keras"}},
+                           {"key": "after", "value": {"kind": "artefact", "file": "2-after.keras"}})]  # fmt: skip
+    calls = []
+
+    def measure(jobs):
+        calls.append([(path.name, task, params) for path, task, params in jobs])
+        return [{"measures": {"accuracy": 0.70}}, {"measures": {"accuracy": 0.78}}]
+
+    measure_all(nb, lambda g, k: {"before": base, "after": gain}[k], tmp_path, measure)
+    assert calls == [[("1-before.keras", "keras-classifier", {"data": "mnist-test"}),
+                      ("2-after.keras", "keras-classifier", {"data": "mnist-test"})]]  # fmt: skip
+    after = nb.cells[0].outputs[1]["data"][MIME]["value"]["data"]
+    assert after["accuracy_gain"] == pytest.approx(0.08)

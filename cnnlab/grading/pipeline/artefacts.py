@@ -112,14 +112,16 @@ def fetch(cell, base: str, parts: tuple[str, ...], dest: Path, budget: list[int]
 
 
 def measure_all(executed, compare_for: Callable[[str, str], Comparison | None], folder: Path,
-                measure: Callable[[Path, str, dict], dict]) -> None:  # fmt: skip
+                measure: Callable[[list[tuple[Path, str, dict]]], list[dict]]) -> None:  # fmt: skip
     """Replace, in place, every record value in ``executed``'s grade cells that only the grader may write.
 
     ``compare_for(grade_id, key)`` gives the source's comparison for a record (None: none);
-    ``measure(path, task, params)`` runs :mod:`cnnlab.grading.pipeline.measure` and returns its JSON answer
-    (it raises when the grader itself fails). ``folder`` holds the fetched artefacts.
+    ``measure(jobs)`` runs :mod:`cnnlab.grading.pipeline.measure` once for all ``(path, task, params)``
+    and returns one JSON answer per job (it raises when the grader itself fails). ``folder`` holds the
+    fetched artefacts.
     """
-    measured: dict[tuple[str, str], dict] = {}  # (grade_id, key) -> the measures taken (for baselines)
+    found = []  # (grade_id, output, payload, result or None, job index or None, params)
+    jobs: list[tuple[Path, str, dict]] = []
     for cell in executed.cells:
         grade_id = segment(cell).get("grade_id")
         if not grade_id:
@@ -130,6 +132,7 @@ def measure_all(executed, compare_for: Callable[[str, str], Comparison | None], 
             if kind not in ("artefact", "measures"):
                 continue
             compare = compare_for(grade_id, str(payload.get("key")))
+            result, job, params = None, None, {}
             if kind == "measures":  # only the grader writes measures: this one came from the kernel
                 result = {"kind": "measures", "error": "a measurement sent by the notebook, not made by the grader"}
             elif compare is None or compare.kind != "artefact":
@@ -141,13 +144,20 @@ def measure_all(executed, compare_for: Callable[[str, str], Comparison | None], 
                     result = {"kind": "measures", "error": "the saved model or array never reached the grader"}
                 else:
                     params = json.loads(compare.params or "{}")
-                    answer = measure(path, compare.task, {k: v for k, v in params.items() if k != "baseline"})
-                    result = {"kind": "measures", **({"data": answer["measures"]} if "measures" in answer
-                                                      else {"error": str(answer.get("error", "no answer"))[:300]})}  # fmt: skip
-                    result = _with_gain(result, measured.get((grade_id, str(params.get("baseline")))), params)
-                    if "data" in result:
-                        measured[(grade_id, str(payload.get("key")))] = result["data"]
-            output["data"][MIME] = {**payload, "value": result}
+                    job = len(jobs)
+                    jobs.append((path, compare.task, {k: v for k, v in params.items() if k != "baseline"}))
+            found.append((grade_id, output, payload, result, job, params))
+    answers = measure(jobs) if jobs else []
+    measured: dict[tuple[str, str], dict] = {}  # (grade_id, key) -> the measures taken (for baselines)
+    for grade_id, output, payload, result, job, params in found:
+        if result is None:
+            answer = answers[job]
+            result = {"kind": "measures", **({"data": answer["measures"]} if "measures" in answer
+                                              else {"error": str(answer.get("error", "no answer"))[:300]})}  # fmt: skip
+            result = _with_gain(result, measured.get((grade_id, str(params.get("baseline")))), params)
+            if "data" in result:
+                measured[(grade_id, str(payload.get("key")))] = result["data"]
+        output["data"][MIME] = {**payload, "value": result}
 
 
 def _with_gain(result: dict, baseline: dict | None, params: dict) -> dict:

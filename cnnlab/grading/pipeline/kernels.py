@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cnnlab.grading.pipeline.cgroups import KernelCgroup
 from cnnlab.grading.pipeline.execute import GRADER_ERROR, Execution, Limits, execute
+from cnnlab.grading.pipeline.measure import STARTED
 from cnnlab.grading.pipeline.sandbox import KERNEL_NAME, Sandbox, kernel_environment, write_kernelspec
 
 __all__ = ["KernelFailure", "Kernels"]
@@ -98,48 +99,61 @@ class Kernels:
             raise failure
         return executed, execution
 
-    def measure(self, artefact: Path, task: str, params: dict) -> dict:
-        """Measure ``artefact`` with :mod:`cnnlab.grading.pipeline.measure` in a fresh sandboxed process (a slot's uid,
-        a cgroup, the kernel's limits), which runs no student code: its JSON answer, ``{"measures": ...}`` or
-        ``{"error": ...}``. Raises :class:`KernelFailure` when the grader could not run it."""
+    def measure(self, jobs: list[tuple[Path, str, dict]]) -> list[dict]:
+        """Measure artefacts ``(path, task, params)`` with :mod:`cnnlab.grading.pipeline.measure`, all in one fresh
+        sandboxed process (a slot's uid, a cgroup, the kernel's limits) that runs no student code: one JSON
+        answer per job, ``{"measures": ...}`` or ``{"error": ...}``. A job that crashes the process is that
+        artefact's error; the jobs after it are measured in a new process. Raises :class:`KernelFailure`
+        when the grader could not run it at all."""
+        answers: list[dict] = []
+        while len(answers) < len(jobs):
+            answers += self._measure_once(jobs[len(answers):])
+        return answers
+
+    def _measure_once(self, jobs: list[tuple[Path, str, dict]]) -> list[dict]:
+        """Answers for a prefix of ``jobs`` (at least one): as many as the process gave, then the crash's."""
         uid = self.free.get()
         scratch = group = None
         try:
             scratch = Path(tempfile.mkdtemp(prefix="m", dir=self.root))
-            ipc, work, held = scratch / "ipc", scratch / "work", scratch / "artefact"
+            ipc, work, held = scratch / "ipc", scratch / "work", scratch / "artefacts"
             for folder in (ipc, work, held):
                 folder.mkdir()
             held.chmod(0o755)
-            copy_ = held / artefact.name
-            shutil.copyfile(artefact, copy_)
-            copy_.chmod(0o644)
-            script = Path(__file__).with_name("measure.py")
-            argv = [sys.executable, str(script), "--task", task, "--params", json.dumps(params),
-                    "--artefact", str(copy_)]  # fmt: skip
+            listed = []
+            for index, (artefact, task, params) in enumerate(jobs):
+                copy_ = held / f"{index}-{artefact.name}"
+                shutil.copyfile(artefact, copy_)
+                copy_.chmod(0o644)
+                listed.append({"artefact": str(copy_), "task": task, "params": params})
+            (held / "jobs.json").write_text(json.dumps(listed))
+            (held / "jobs.json").chmod(0o644)
+            argv = [sys.executable, str(Path(__file__).with_name("measure.py")), str(held / "jobs.json")]
             env = kernel_environment(self.seed, self.sandbox.enabled, work)
             command = self.sandbox.wrap(argv, ipc, uid, env, readonly=(held,))
             group = KernelCgroup.create(self.limits.memory_mb, self.limits.threads + 16)
             if group is not None:
                 command = group.wrap(command)
+            seconds = max(60.0, self.limits.cell_seconds) * len(jobs)
             try:
-                done = subprocess.run(command, capture_output=True, text=True, timeout=max(60.0, self.limits.cell_seconds),
-                                      cwd=work)  # fmt: skip
-            except subprocess.TimeoutExpired:
-                return {"error": "measuring it took longer than the time a cell may take"}
-            if group is not None and group.oom_killed():
-                return {"error": f"measuring it needed more than {self.limits.memory_mb} MiB"}
-            lines = done.stdout.splitlines()
-            for line in reversed(lines):
-                try:
-                    answer = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(answer, dict) and ("measures" in answer or "error" in answer):
-                    return answer
-            if "cnnlab-measure-started" in lines:  # it ran, and the artefact made it crash (exit code)
-                return {"error": f"measuring it crashed the measuring process (exit {done.returncode})"}
-            raise KernelFailure(f"the grader's measurement did not run (exit {done.returncode}: "
-                                f"{(done.stderr.strip().splitlines() or ['no message'])[-1][:300]})")  # fmt: skip
+                done = subprocess.run(command, capture_output=True, text=True, timeout=seconds, cwd=work)
+                stdout, returncode, stderr = done.stdout, done.returncode, done.stderr
+            except subprocess.TimeoutExpired as expired:
+                stdout = expired.stdout.decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
+                returncode, stderr = "timeout", ""
+            answers = _answers(stdout, len(jobs))
+            if len(answers) == len(jobs):
+                return answers
+            if STARTED not in stdout.splitlines():
+                raise KernelFailure(f"the grader's measurement did not run (exit {returncode}: "
+                                    f"{(stderr.strip().splitlines() or ['no message'])[-1][:300]})")  # fmt: skip
+            if returncode == "timeout":
+                why = "measuring it took longer than the time a cell may take"
+            elif group is not None and group.oom_killed():
+                why = f"measuring it needed more than {self.limits.memory_mb} MiB"
+            else:
+                why = f"measuring it crashed the measuring process (exit {returncode})"
+            return [*answers, {"error": why}]
         except OSError as error:
             raise KernelFailure(f"the grader could not measure an artefact ({error.strerror or error})") from None
         finally:
@@ -148,3 +162,19 @@ class Kernels:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
             self.free.put(uid)
+
+
+def _answers(stdout: str, count: int) -> list[dict]:
+    """The answers :mod:`cnnlab.grading.pipeline.measure` printed, in job order, up to the first one missing."""
+    found: dict[int, dict] = {}
+    for line in stdout.splitlines():
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(answer, dict) and isinstance(answer.get("job"), int) and ("measures" in answer or "error" in answer):
+            found.setdefault(answer.pop("job"), answer)
+    answers = []
+    while len(answers) < count and len(answers) in found:
+        answers.append(found[len(answers)])
+    return answers

@@ -7,9 +7,11 @@ array (``.npy``), which the grader copies out of the kernel. This module is
 what the grader then runs, as its own process inside the same sandbox as a
 kernel but with no notebook in it::
 
-    python measure.py --task keras-classifier --params '{"data": "mnist-test"}' --artefact PATH
+    python measure.py JOBS.json    # [{"artefact": PATH, "task": "keras-classifier", "params": {...}}, ...]
 
-It prints one JSON line: ``{"measures": {...}}``, or ``{"error": "..."}`` when
+It measures every job of one submission in this one process (TensorFlow is
+imported once) and prints one JSON line per job, in order:
+``{"job": i, "measures": {...}}``, or ``{"job": i, "error": "..."}`` when
 the artefact is not what the task needs (a file that is no model, a model
 that does not take the data). Models load with Keras's ``safe_mode``: a
 ``Lambda`` layer's bytecode, or anything else that would run code, is refused.
@@ -141,20 +143,21 @@ TASKS = {"keras-classifier": keras_classifier, "fgsm-images": fgsm_images, "filt
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", required=True, choices=sorted(TASKS))
-    parser.add_argument("--params", default="{}")
-    parser.add_argument("--artefact", required=True, type=Path)
+    parser.add_argument("jobs", type=Path, help="a JSON list of {artefact, task, params}")
     args = parser.parse_args(argv)
+    jobs = json.loads(args.jobs.read_text())
     print(STARTED, flush=True)  # from here on, a crash is the artefact's doing, not the grader's
     import os  # noqa: PLC0415
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        measures = TASKS[args.task](args.artefact, json.loads(args.params))
-    except Exception as error:  # noqa: BLE001 -- what is wrong with the artefact, said to the student
-        print(json.dumps({"error": f"{type(error).__name__}: {str(error)[:300]}"}), flush=True)
-        return 0
-    print(json.dumps({"measures": measures}), flush=True)
+    for index, job in enumerate(jobs):
+        try:
+            if job["task"] not in TASKS:
+                raise ValueError(f"task {job['task']!r} is not one of {', '.join(TASKS)}")
+            answer = {"measures": TASKS[job["task"]](Path(job["artefact"]), job["params"])}
+        except Exception as error:  # noqa: BLE001 -- what is wrong with the artefact, said to the student
+            answer = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+        print(json.dumps({"job": index, **answer}), flush=True)
     return 0
 
 
