@@ -280,17 +280,15 @@ def test_unsandboxed_only_when_asked_and_recorded(tmp_path):
     assert json.loads((tmp_path / "grades.json").read_text())["sandbox"] == "none"
 
 
-def test_batch_of_20_with_two_workers(tmp_path, capsys):
+def test_a_batch_with_two_workers_grades_every_row(tmp_path):
+    """Eight copies of the correct submission, two kernels at a time: every one 5/5 (throughput is
+    benchmarks/bench_grading.py's to measure, not a test's)."""
     batch = tmp_path / "batch"
-    for i in range(20):
+    for i in range(8):
         shutil.copytree(SUBMISSIONS / "correct", batch / f"student{i:02d}")
-    start = time.monotonic()
     code, _ = _grade([str(batch), "--source", str(SOURCES["recorded"]), "--out", str(tmp_path / "out"), *LIMITS])
-    minutes = (time.monotonic() - start) / 60
     rows = list(_rows(tmp_path / "out").values())
-    assert code == 0 and len(rows) == 20 and all(r["status"] == "graded" and r["total"] == "5" for r in rows)
-    with capsys.disabled():
-        print(f"\n[grading throughput] 20 submissions, 2 workers: {20 / minutes:.1f} submissions/minute")
+    assert code == 0 and len(rows) == 8 and all(r["status"] == "graded" and r["total"] == "5" for r in rows)
 
 
 def test_bad_source_directory_is_a_clear_error(tmp_path, capsys):
