@@ -15,6 +15,7 @@ enforced, becomes a student's status.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import queue
@@ -68,29 +69,36 @@ class Kernels:
                 raise
             return self._run_once(nb, artefacts)
 
-    def _run_once(self, nb, artefacts: Path | None) -> tuple[object, Execution]:
+    @contextlib.contextmanager
+    def _slot(self, prefix: str, what: str):
+        """``(uid, scratch folder with ipc/ and work/, cgroup or None)`` for one sandboxed process; all given
+        back afterwards. An ``OSError`` while it is held becomes :class:`KernelFailure` naming ``what``."""
         uid = self.free.get()
         scratch = group = None
         try:
-            scratch = Path(tempfile.mkdtemp(prefix="k", dir=self.root))
-            kernels, ipc, work = scratch / "kernels", scratch / "ipc", scratch / "work"
-            for folder in (ipc, work):
-                folder.mkdir()
-            # Tasks: the kernel's own threads (RLIMIT_NPROC per uid) and the sandbox's few processes.
+            scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=self.root))
+            for folder in ("ipc", "work"):
+                (scratch / folder).mkdir()
+            # Tasks: the process's own threads (RLIMIT_NPROC per uid) and the sandbox's few processes.
             group = KernelCgroup.create(self.limits.memory_mb, self.limits.threads + 16)
-            write_kernelspec(kernels, ipc, self.sandbox, self.seed, uid, work, cgroup=group)
-            executed = copy.deepcopy(nb)
-            execution = execute(executed, kernels, KERNEL_NAME, work, ipc, self.limits, cgroup=group,
-                                lock_ipc=self.sandbox.enabled and uid is not None, artefacts=artefacts,
-                                sandboxed=self.sandbox.enabled)  # fmt: skip
+            yield uid, scratch, group
         except OSError as error:
-            raise KernelFailure(f"the grader could not prepare a kernel ({error.strerror or error})") from None
+            raise KernelFailure(f"the grader could not {what} ({error.strerror or error})") from None
         finally:
             if group is not None:
                 group.remove()
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
             self.free.put(uid)
+
+    def _run_once(self, nb, artefacts: Path | None) -> tuple[object, Execution]:
+        with self._slot("k", "prepare a kernel") as (uid, scratch, group):
+            kernels, ipc, work = scratch / "kernels", scratch / "ipc", scratch / "work"
+            write_kernelspec(kernels, ipc, self.sandbox, self.seed, uid, work, cgroup=group)
+            executed = copy.deepcopy(nb)
+            execution = execute(executed, kernels, KERNEL_NAME, work, ipc, self.limits, cgroup=group,
+                                lock_ipc=self.sandbox.enabled and uid is not None, artefacts=artefacts,
+                                sandboxed=self.sandbox.enabled)  # fmt: skip
         if execution.status == "not-started":
             raise KernelFailure(f"the kernel did not start ({execution.detail[:300] or 'no reason given'})")
         if execution.status == GRADER_ERROR:
@@ -112,13 +120,9 @@ class Kernels:
 
     def _measure_once(self, jobs: list[tuple[Path, str, dict]]) -> list[dict]:
         """Answers for a prefix of ``jobs`` (at least one): as many as the process gave, then the crash's."""
-        uid = self.free.get()
-        scratch = group = None
-        try:
-            scratch = Path(tempfile.mkdtemp(prefix="m", dir=self.root))
+        with self._slot("m", "measure an artefact") as (uid, scratch, group):
             ipc, work, held = scratch / "ipc", scratch / "work", scratch / "artefacts"
-            for folder in (ipc, work, held):
-                folder.mkdir()
+            held.mkdir()
             held.chmod(0o755)
             listed = []
             for index, (artefact, task, params) in enumerate(jobs):
@@ -131,7 +135,6 @@ class Kernels:
             argv = [sys.executable, str(Path(__file__).with_name("measure.py")), str(held / "jobs.json")]
             env = kernel_environment(self.seed, self.sandbox.enabled, work)
             command = self.sandbox.wrap(argv, ipc, uid, env, readonly=(held,))
-            group = KernelCgroup.create(self.limits.memory_mb, self.limits.threads + 16)
             if group is not None:
                 command = group.wrap(command)
             seconds = max(60.0, self.limits.cell_seconds) * len(jobs)
@@ -154,14 +157,6 @@ class Kernels:
             else:
                 why = f"measuring it crashed the measuring process (exit {returncode})"
             return [*answers, {"error": why}]
-        except OSError as error:
-            raise KernelFailure(f"the grader could not measure an artefact ({error.strerror or error})") from None
-        finally:
-            if group is not None:
-                group.remove()
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
-            self.free.put(uid)
 
 
 def _answers(stdout: str, count: int) -> list[dict]:
