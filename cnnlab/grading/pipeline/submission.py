@@ -9,6 +9,7 @@ and its Dask workers (:mod:`cnnlab.grading.distribution.cluster`) both call them
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ _STATUS_NOTES = {
     "processes": "the kernel started more than {processes} processes and was stopped",
     "kernel-died": "the kernel exited (os._exit, a crash, or a signal); tests after that point score 0",
 }
+RERUNS = 3  # fresh kernels after a crash, per submission
+CRASHES = ("kernel-died", "memory", "processes")  # a kernel that ended mid-cell; a time-out is interrupted instead
+SKIPPED = "# skipped by the grader: the kernel died in this cell in an earlier run"
 _ENFORCED = {"cgroup": "the Linux kernel (a cgroup)", "watchdog": "the grader's watchdog"}
 
 
@@ -88,6 +92,99 @@ def prepare(sub: Submission, assignment: Assignment | None, reference: Reference
     return None, nb
 
 
+def crash_site(nb, index: int) -> tuple[set[int], str | None] | None:
+    """What to leave out of the next run after the kernel died in cell ``index`` of a restored ``nb``.
+
+    ``(cell indices to skip, grade_id of the test that fails for it or None)``, or None when the
+    cell is the source's own code (leaving it out would change the assignment, not skip a task):
+
+    * in a test's visible or hidden part: every part of that test (the answer stays defined);
+    * in an answer cell: the answer and every part of the test that follows it;
+    * in a code cell the student added: that cell alone, and no task fails for it.
+    """
+    if not 0 <= index < len(nb.cells):
+        return None
+    seg = segment(nb.cells[index])
+    kind, grade_id = seg.get("kind"), seg.get("grade_id")
+
+    def parts_of(test: str) -> set[int]:
+        return {i for i, c in enumerate(nb.cells)
+                if segment(c).get("grade_id") == test and segment(c).get("kind") in ("visible", "hidden")}  # fmt: skip
+
+    if kind == "student":
+        return {index}, None
+    if kind in ("visible", "hidden") and grade_id:
+        return parts_of(grade_id), grade_id
+    if kind == "answer":
+        for later in nb.cells[index + 1 :]:
+            test = segment(later)
+            if test.get("kind") in ("visible", "hidden") and test.get("grade_id"):
+                return {index} | parts_of(test["grade_id"]), test["grade_id"]
+            if test.get("kind") == "answer":
+                break
+        return {index}, grade_id  # a manual code answer is its own grade cell
+    return None
+
+
+def without_cells(nb, skip: set[int]):
+    """A copy of ``nb`` whose cells in ``skip`` do nothing (their segment tags are kept)."""
+    out = copy.deepcopy(nb)
+    for index in skip:
+        out.cells[index].source = SKIPPED
+    return out
+
+
+@dataclass
+class Runs:
+    """The scored run of a submission, and what the runs before it left out.
+
+    ``status``: the first run's (a crash stays on the row even when a rerun went through);
+    ``failed``: {grade_id: why it scores 0}; ``notes``: one line per rerun, for the feedback.
+    """
+
+    executed: object
+    execution: Execution
+    status: str
+    failed: dict[str, str]
+    notes: list[str]
+
+
+def run_with_reruns(restored, kernels: Kernels, measure) -> Runs:
+    """Run ``restored``; after a crash in a task, run it again in a fresh kernel without that task.
+
+    At most :data:`RERUNS` reruns, and none once the runs so far have taken longer than the
+    notebook's own time limit. ``measure(executed, folder)`` measures the final run's artefacts.
+    Raises :class:`KernelFailure` as :meth:`Kernels.run` does.
+    """
+    started, skip, failed, notes, first = time.monotonic(), set(), {}, [], None
+    for attempt in range(RERUNS + 1):
+        nb = without_cells(restored, skip)
+        with tempfile.TemporaryDirectory(prefix="cnnlab-artefacts-") as folder:
+            executed, execution = kernels.run(nb, artefacts=Path(folder))
+            first = first or execution.status
+            site = None
+            if execution.status in CRASHES and execution.died_at_cell is not None:
+                site = crash_site(restored, execution.died_at_cell)
+            elapsed = time.monotonic() - started
+            if site is None or not site[0] - skip or attempt == RERUNS or elapsed > kernels.limits.notebook_seconds:
+                if site is not None and attempt == RERUNS:
+                    notes.append(f"the kernel died {RERUNS + 1} times; no further run was made")
+                elif site is not None:
+                    notes.append(f"the kernel died after {elapsed:.0f} s of runs; no further run was made")
+                measure(executed, Path(folder))
+                return Runs(executed, execution, first, failed, notes)
+        cells, test = site
+        skip |= cells
+        notes.extend(_execution_notes(execution, kernels.limits))
+        where = f"in the test {test!r}" if test else "in a code cell you added"
+        notes.append(f"run {attempt + 1}: the kernel stopped ({execution.status}) {where}; the notebook was run "
+                     f"again in a fresh kernel without {'that task' if test else 'that cell'}")  # fmt: skip
+        if test:
+            failed[test] = f"the kernel stopped ({execution.status}) while this task ran: it scores 0, " \
+                           "and the later tasks were graded in a fresh kernel without it"  # fmt: skip
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def run_and_score(sub: Submission, assignment: Assignment, reference: Reference, nb, kernels: Kernels) -> SubmissionResult:
     """Execute a read submission ``nb`` in a fresh kernel and score it: the part a Dask worker does too."""
     started = time.monotonic()
@@ -97,17 +194,16 @@ def run_and_score(sub: Submission, assignment: Assignment, reference: Reference,
         return found.compare if found is not None else None
 
     try:
-        with tempfile.TemporaryDirectory(prefix="cnnlab-artefacts-") as folder:
-            executed, execution = kernels.run(restore(assignment.nb, nb), artefacts=Path(folder))
-            measure_all(executed, source_compare, Path(folder), kernels.measure)
+        runs = run_with_reruns(restore(assignment.nb, nb), kernels,
+                               lambda done, folder: measure_all(done, source_compare, folder, kernels.measure))
     except KernelFailure as error:
         return _row(sub, "not-gradable", started, notes=(str(error),))
     manual = {item.grade_id for item in assignment.items if item.manual}
-    answers = [(segment(c)["grade_id"], c.source) for c in executed.cells
+    answers = [(segment(c)["grade_id"], c.source) for c in runs.executed.cells
                if segment(c).get("kind") == "answer" and segment(c).get("grade_id") in manual]  # fmt: skip
-    return _row(sub, "graded" if execution.status == "ok" else execution.status, started,
-                cells=score(list(assignment.items), reference, executed, execution),
-                notes=_execution_notes(execution, kernels.limits), answers=answers)  # fmt: skip
+    return _row(sub, "graded" if runs.status == "ok" else runs.status, started,
+                cells=score(list(assignment.items), reference, runs.executed, runs.execution, failed=runs.failed),
+                notes=(*runs.notes, *_execution_notes(runs.execution, kernels.limits)), answers=answers)  # fmt: skip
 
 
 def grade_one(sub: Submission, assignment: Assignment | None, reference: Reference | None, unavailable: str,
