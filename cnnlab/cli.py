@@ -58,6 +58,8 @@ def _assign(args: argparse.Namespace) -> int:
     try:
         if args.check:
             result = assign.check(args.source_dir, args.out_dir)
+            for line in result.rubrics:
+                print(f"warning: {line}", file=sys.stderr)
             for line in result.warnings:
                 print(f"{'warning' if args.allow_unrecorded else 'error'}: {line}", file=sys.stderr)
             if result.warnings and not args.allow_unrecorded:
@@ -73,7 +75,7 @@ def _assign(args: argparse.Namespace) -> int:
             print(f"{args.out_dir} is in sync with {args.source_dir}")
             return 0
         result = assign.assign(args.source_dir, args.out_dir)
-        for line in result.warnings:
+        for line in [*result.warnings, *result.rubrics]:
             print(f"warning: {line}", file=sys.stderr)
         written = result.written
     except (SourceError, FileNotFoundError) as error:

@@ -4,9 +4,12 @@ import json
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
+from alternative_answers import SETS  # tests/ is on sys.path
 
 from cnnlab import cli
+from cnnlab.grading.authoring.source import meta, read_notebook, rubric_problems
 
 ROOT = Path(__file__).parents[1]
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb"))
@@ -21,6 +24,11 @@ def graded(tmp_path_factory):
         (work / "in" / folder).mkdir(parents=True)
         for name in ASSIGNMENTS:
             shutil.copy(ROOT / folder / name, work / "in" / folder / name)
+    for student, answers in SETS.items():
+        (work / "in" / student).mkdir(parents=True)
+        for name in ASSIGNMENTS:
+            if Path(name).stem in answers:
+                nbformat.write(with_answers(ROOT / "solutions" / name, answers[Path(name).stem]), work / "in" / student / name)
     args = [
         "grade",
         str(work / "in"),
@@ -33,6 +41,34 @@ def graded(tmp_path_factory):
     ]
     assert cli.main(args) == 0
     return json.loads((work / "out" / "grades.json").read_text())["submissions"]
+
+
+def with_answers(source: Path, answers: dict[str, str]):
+    """The source notebook with the answer cells named in ``answers`` rewritten."""
+    nb = read_notebook(source)
+    cells = {meta(c).get("grade_id"): c for c in nb.cells if meta(c).get("solution")}
+    unknown = sorted(set(answers) - set(cells))
+    assert not unknown, f"{source.name}: no answer cells {unknown}"
+    for grade_id, text in answers.items():
+        cells[grade_id].source = text
+    return nb
+
+
+@pytest.mark.slow
+def test_alternative_correct_answers_earn_every_automatic_point(graded):
+    """Keyword and positional calls, float32, lists, separate activation layers, other hyperparameters, ..."""
+    for student, answers in SETS.items():
+        rows = {r["assignment"]: r for r in graded if r["student"] == student}
+        assert set(rows) == set(answers), student
+        for assignment, row in rows.items():
+            lost = [(c["grade_id"], c["message"]) for c in row["cells"] if c["result"] == "failed"]
+            assert row["status"] == "graded" and not lost, (student, assignment, lost)
+            assert row["total"] == row["max"] - row["manual_pending"], (student, assignment)
+
+
+def test_every_written_answer_has_a_rubric_that_adds_up():
+    for name in ASSIGNMENTS:
+        assert not rubric_problems(read_notebook(ROOT / "solutions" / name), name)
 
 
 @pytest.mark.slow

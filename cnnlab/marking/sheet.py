@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.grading.authoring.source import student_words, written_questions
+from cnnlab.grading.authoring.source import split_rubric, student_words, written_questions
 from cnnlab.grading.results import marks
 from cnnlab.grading.results.sheet import read_sheet
 
@@ -18,7 +18,7 @@ __all__ = ["marking_sheet"]
 def marking_sheet(out: Path) -> dict:
     """The page's data for the grade folder ``out``.
 
-    ``{"folder", "source", "tasks": [{"assignment", "grade_id", "max", "question", "model_answer"}],
+    ``{"folder", "source", "tasks": [{"assignment", "grade_id", "max", "question", "model_answer", "rubric"}],
     "students": [{"assignment", "student", "answers": {grade_id: text}, "marks": {grade_id: {"points",
     "comment"}}, "total", "max", "final", "pending"}]}``. Raises ``FileNotFoundError``/``ValueError``
     for a folder without a grade sheet this version wrote.
@@ -33,8 +33,9 @@ def marking_sheet(out: Path) -> dict:
             if c.passed is None and (r.assignment, c.grade_id) not in seen:
                 seen.add((r.assignment, c.grade_id))
                 question, model = texts.get((r.assignment, c.grade_id), ("", ""))
+                model, rubric = split_rubric(model)
                 tasks.append({"assignment": r.assignment, "grade_id": c.grade_id, "max": c.max_points,
-                              "question": question, "model_answer": model})  # fmt: skip
+                              "question": question, "model_answer": model, "rubric": rubric})  # fmt: skip
     students = []
     for r in sorted(results, key=lambda r: (r.assignment, r.student)):
         manual = [c for c in r.cells if c.passed is None]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from cnnlab.grading.authoring.source import read_notebook, unrecorded_tests, validate
+from cnnlab.grading.authoring.source import read_notebook, rubric_problems, unrecorded_tests, validate
 from cnnlab.notebooks import clean_metadata
 
 __all__ = ["AssignResult", "assign", "check", "student_version", "render"]
@@ -76,6 +76,7 @@ class AssignResult:
     written: list[Path]
     stale: list[str]  # for --check: files that differ, are missing, or should not be there
     warnings: list[str] = field(default_factory=list)  # test cells whose verdicts a submission could forge
+    rubrics: list[str] = field(default_factory=list)  # written answers without a rubric that adds up
 
 
 def _warnings(source_dir: Path) -> list[str]:
@@ -85,6 +86,10 @@ def _warnings(source_dir: Path) -> list[str]:
             found.append(f"{path}: test cells with no record() call, decided inside the student's kernel "
                          f"(a submission can forge them): {', '.join(cells)}")  # fmt: skip
     return found
+
+
+def _rubrics(source_dir: Path) -> list[str]:
+    return [line for path in _sources(source_dir) for line in rubric_problems(read_notebook(path), str(path))]
 
 
 def _sources(source_dir: Path) -> list[Path]:
@@ -109,7 +114,7 @@ def assign(source_dir: Path, out_dir: Path) -> AssignResult:
         if not target.is_file() or target.read_text(encoding="utf-8") != text:
             target.write_text(text, encoding="utf-8")
         written.append(target)
-    return AssignResult(written, [], _warnings(source_dir))
+    return AssignResult(written, [], _warnings(source_dir), _rubrics(source_dir))
 
 
 def check(source_dir: Path, out_dir: Path) -> AssignResult:
@@ -128,4 +133,4 @@ def check(source_dir: Path, out_dir: Path) -> AssignResult:
             for p in sorted(out_dir.glob("*.ipynb"))
             if p.name not in expected
         ]
-    return AssignResult([], stale, _warnings(source_dir))
+    return AssignResult([], stale, _warnings(source_dir), _rubrics(source_dir))

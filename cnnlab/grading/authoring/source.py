@@ -16,10 +16,18 @@ read-only                false   false     locked=true: instructions the student
 Inside cells, ``### BEGIN SOLUTION`` / ``### END SOLUTION`` delimit the
 instructor's answer and ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS``
 the tests students never see.
+
+A written answer's solution block ends with its rubric, which the marking page
+shows beside the model answer (and students never see)::
+
+    **Rubric**
+    - (1 pt) States that ...
+    - (2 pts) Explains why ...
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +46,9 @@ __all__ = [
     "is_solution",
     "meta",
     "read_notebook",
+    "rubric_criteria",
+    "rubric_problems",
+    "split_rubric",
     "split_solution",
     "student_words",
     "unanswered",
@@ -195,6 +206,40 @@ def split_solution(text: str) -> tuple[str, str]:
             continue
         (inside if in_solution else outside).append(line)
     return "\n".join(outside).strip(), "\n".join(inside).strip()
+
+
+_RUBRIC_HEADING = re.compile(r"^\W*rubric\b", re.IGNORECASE)
+_CRITERION = re.compile(r"^\s*[-*]\s*\((\d+(?:\.\d+)?)\s*(?:pt|pts|point|points)\)\s*(\S.*)$", re.IGNORECASE)
+
+
+def split_rubric(model: str) -> tuple[str, str]:
+    """``(model answer, rubric)``: the rubric starts at a line reading ``**Rubric**`` ("" when there is none)."""
+    lines = model.splitlines()
+    for i, line in enumerate(lines):
+        if _RUBRIC_HEADING.match(line):
+            return "\n".join(lines[:i]).strip(), "\n".join(lines[i:]).strip()
+    return model.strip(), ""
+
+
+def rubric_criteria(rubric: str) -> list[tuple[float, str]]:
+    """``[(points, criterion), ...]`` from the rubric's ``- (N pt) ...`` lines."""
+    return [(float(m.group(1)), m.group(2).strip()) for m in map(_CRITERION.match, rubric.splitlines()) if m]
+
+
+def rubric_problems(nb, name: str = "notebook") -> list[str]:
+    """Written answers without a rubric, or whose criteria do not add up to the cell's points."""
+    problems = []
+    for cell in nb.cells:
+        if not (is_grade(cell) and is_solution(cell)):
+            continue
+        grade_id, points = meta(cell).get("grade_id"), float(meta(cell).get("points", 0) or 0)
+        criteria = rubric_criteria(split_rubric(split_solution(cell.source)[1])[1])
+        if not criteria:
+            problems.append(f"{name}: written answer {grade_id!r} has no rubric ('**Rubric**', then '- (1 pt) ...' lines)")
+        elif abs(sum(p for p, _ in criteria) - points) > 1e-9:
+            problems.append(f"{name}: the rubric of {grade_id!r} gives {sum(p for p, _ in criteria):g} points; "
+                            f"the cell is worth {points:g}")  # fmt: skip
+    return problems
 
 
 def question_of(cells: list, index: int) -> str:
