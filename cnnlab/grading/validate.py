@@ -79,6 +79,7 @@ def validate_notebook(path: Path, limits: Limits | None = None) -> list[TaskChec
     """
     limits = limits or Limits()
     from cnnlab.grading.pipeline.kernels import KernelFailure, Kernels  # noqa: PLC0415 -- it imports heavy modules
+    from cnnlab.grading.pipeline.submission import run_with_reruns  # noqa: PLC0415
 
     try:
         nb = read_notebook(path)
@@ -90,13 +91,14 @@ def validate_notebook(path: Path, limits: Limits | None = None) -> list[TaskChec
     with tempfile.TemporaryDirectory(prefix="cnnlab-validate-") as tmp:
         kernels = Kernels(Sandbox(enabled=False, limits=limits), limits, seed=0, root=Path(tmp), uids=[None])
         try:
-            executed, execution = kernels.run(restore(nb, nb))
+            runs = run_with_reruns(restore(nb, nb), kernels, lambda *_: None)  # a crash costs its task only
         except KernelFailure as error:
             raise SourceError(f"{path}: {error}") from None
+    executed, execution = runs.executed, runs.execution
     titles = _titles(nb)
     checks = []
     answers = {meta(c).get("grade_id"): c.source for c in nb.cells if meta(c).get("solution")}
-    for item, result in zip(items, score(items, {}, executed, execution), strict=True):
+    for item, result in zip(items, score(items, {}, executed, execution, failed=runs.failed), strict=True):
         if item.manual:
             # The student's copy has no solution markers, so no question can be told apart from the answer.
             verdict = "not answered" if unanswered(answers.get(item.grade_id, "")) else "answered"

@@ -47,6 +47,18 @@ def test_a_wrong_answer_shows_the_checks_message_and_a_slow_one_is_too_slow(tmp_
     assert checks["test_conv1d_general"].verdict == "not attempted"
 
 
+def test_a_task_that_kills_the_kernel_costs_only_itself(tmp_path):
+    nb = nbformat.read(ROOT / "solutions" / NAME, as_version=4)
+    _answer(nb, "conv1d_general", "import os\nos._exit(3)\n")
+    path = tmp_path / NAME
+    nbformat.write(nb, path)
+    checks = {c.grade_id: c for c in validate_notebook(path)}
+    assert checks["test_conv1d_general"].verdict == "failed"
+    assert "the kernel stopped (kernel-died) while this task ran" in checks["test_conv1d_general"].message
+    assert [checks[t].verdict for t in ("test_conv1d_valid", "test_output_length", "test_graph_gradients",
+                                        "test_conv1d_backward")] == ["passed"] * 4  # fmt: skip
+
+
 def test_a_file_that_is_not_an_assignment_gets_one_clear_line(tmp_path, capsys):
     (tmp_path / "notes.ipynb").write_text("not json")
     lesson = ROOT / "notebooks" / NAME

@@ -42,6 +42,7 @@ def test_the_sheet_the_page_shows(tmp_path):
     (task,) = sheet["tasks"]
     assert (task["grade_id"], task["max"]) == ("why_shorter", 1.0)
     assert task["question"] == "Why is the output shorter than the input?" and task["model_answer"] == "The kernel must fit."
+    assert task["rubric"] == "**Rubric**\n- (1 pt) Says the kernel must fit inside the signal."
     assert [s["answers"]["why_shorter"] for s in sheet["students"]] == list(ANSWERS.values())  # question stripped
 
 
@@ -57,6 +58,7 @@ def test_marking_with_the_keyboard_in_a_browser(tmp_path):
         page.wait_for_function("document.getElementById('who').textContent === 'ann'")
         assert "Why is the output shorter" in page.inner_text("#question")
         assert page.inner_text("#model") == "The kernel must fit."
+        assert "(1 pt) Says the kernel must fit inside the signal." in page.inner_text("#rubric")
         assert page.inner_text("#answer") == ANSWERS["ann"]
         page.keyboard.type("1")
         page.keyboard.press("Tab")
