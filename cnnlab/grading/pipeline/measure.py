@@ -61,7 +61,12 @@ def _mnist_5_9_test():
     return select_classes(x, y, [5, 6, 7, 8, 9])
 
 
-DATA = {"mnist-test": _mnist_test, "mnist-5-9-test": _mnist_5_9_test}
+def _mnist_5_9_inverted_test():
+    x, y = _mnist_5_9_test()
+    return 1.0 - x, y  # white background, black strokes
+
+
+DATA = {"mnist-test": _mnist_test, "mnist-5-9-test": _mnist_5_9_test, "mnist-5-9-inverted-test": _mnist_5_9_inverted_test}
 NETWORKS = {"mnist_convnet": "mnist_convnet.keras"}
 
 
