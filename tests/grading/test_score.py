@@ -158,7 +158,13 @@ def test_partial_credit_checks_that_never_arrived_score_nothing():
     nb, ex = _run([_cell("test_a", "hidden", [_out("a", 1.0), _out("a", 1.0)])], timed_out_cells={0})
     result = score(ITEMS, _shared(1.5, a=1.0, b=2.0), nb, ex)[0]
     assert result.points == 0.0 and [k.message for k in result.checks] == ["sent more than once", "missing"]
-    assert "timed out" in result.message
+    assert result.message == "timed out"  # no check passed: what stopped them is the message
+
+
+def test_partial_credit_of_an_answer_not_yet_written_says_so():
+    nb, ex = _run([_cell("test_a", "hidden", [])], {0: Reply("error", "NotImplementedError", "")})
+    result = score(ITEMS, _shared(1.5, a=1.0, b=2.0), nb, ex)[0]
+    assert result.points == 0.0 and result.message.startswith("not implemented yet")
 
 
 def test_partial_credit_all_checks_passing_earns_the_cell():

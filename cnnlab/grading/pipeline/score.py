@@ -159,6 +159,8 @@ def _score_partial(item: GradeItem, parts: list, expected: dict[str, Record], ex
     failures = [f for f in (_failure_of_part(i, c, k, execution) for i, c, k in parts) if f]
     passed = sum(c.passed for c in checks)
     message = f"{passed} of {len(checks)} checks passed" + (f"; {failures[0]}" if failures else "")
+    if not passed and failures:  # nothing arrived that passes: what stopped it is the whole story
+        message = failures[0]
     return CellResult(item.grade_id, sum(c.points for c in checks), item.points, passed == len(checks),
                       message if passed < len(checks) or failures else "", hidden=any(k == "hidden" for *_, k in parts),
                       checks=tuple(checks))  # fmt: skip
