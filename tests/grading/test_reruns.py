@@ -38,8 +38,11 @@ def test_a_manual_code_answer_is_its_own_task():
     assert crash_site(NB, 8) == ({8}, "why")
 
 
-def test_the_sources_own_code_is_never_skipped():
-    assert crash_site(NB, 0) is None
+def test_a_crash_in_the_sources_own_cell_skips_that_cell_and_fails_no_task():
+    assert crash_site(NB, 0) == ({0}, None)  # it may have called the student's code
+
+
+def test_an_index_outside_the_notebook_is_no_crash_site():
     assert crash_site(NB, 99) is None and crash_site(NB, -1) is None
 
 

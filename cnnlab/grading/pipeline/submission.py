@@ -95,12 +95,14 @@ def prepare(sub: Submission, assignment: Assignment | None, reference: Reference
 def crash_site(nb, index: int) -> tuple[set[int], str | None] | None:
     """What to leave out of the next run after the kernel died in cell ``index`` of a restored ``nb``.
 
-    ``(cell indices to skip, grade_id of the test that fails for it or None)``, or None when the
-    cell is the source's own code (leaving it out would change the assignment, not skip a task):
+    ``(cell indices to skip, grade_id of the test that fails for it or None)``, or None for an
+    index outside the notebook:
 
     * in a test's visible or hidden part: every part of that test (the answer stays defined);
     * in an answer cell: the answer and every part of the test that follows it;
-    * in a code cell the student added: that cell alone, and no task fails for it.
+    * in a code cell the student added, or one of the source's own cells (which can call the
+      student's code, or run after it changed something): that cell alone, and no task fails
+      for it; a later task that needed it fails by itself.
     """
     if not 0 <= index < len(nb.cells):
         return None
@@ -111,7 +113,7 @@ def crash_site(nb, index: int) -> tuple[set[int], str | None] | None:
         return {i for i, c in enumerate(nb.cells)
                 if segment(c).get("grade_id") == test and segment(c).get("kind") in ("visible", "hidden")}  # fmt: skip
 
-    if kind == "student":
+    if kind in ("student", "source"):
         return {index}, None
     if kind in ("visible", "hidden") and grade_id:
         return parts_of(grade_id), grade_id
@@ -123,7 +125,7 @@ def crash_site(nb, index: int) -> tuple[set[int], str | None] | None:
             if test.get("kind") == "answer":
                 break
         return {index}, grade_id  # a manual code answer is its own grade cell
-    return None
+    return {index}, None  # a cell restore did not tag: skipped like a source cell
 
 
 def without_cells(nb, skip: set[int]):
@@ -176,7 +178,9 @@ def run_with_reruns(restored, kernels: Kernels, measure) -> Runs:
         cells, test = site
         skip |= cells
         notes.extend(_execution_notes(execution, kernels.limits))
-        where = f"in the test {test!r}" if test else "in a code cell you added"
+        where = f"in the test {test!r}" if test else (
+            "in a code cell you added" if segment(restored.cells[execution.died_at_cell]).get("kind") == "student"
+            else "in a cell of the assignment (it may have called your code)")
         notes.append(f"run {attempt + 1}: the kernel stopped ({execution.status}) {where}; the notebook was run "
                      f"again in a fresh kernel without {'that task' if test else 'that cell'}")  # fmt: skip
         if test:
