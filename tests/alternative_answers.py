@@ -9,15 +9,15 @@ vectorised NumPy, activations as separate layers, other hyperparameters, ...).
 """
 
 SETS: dict[str, dict[str, dict[str, str]]] = {
-    'alternatives': {
-        '01_conv1d_by_hand': {
-            'conv1d_valid': '''def conv1d_valid(x, w):
+    "alternatives": {
+        "01_conv1d_by_hand": {
+            "conv1d_valid": '''def conv1d_valid(x, w):
     """x (n,), w (f,) -> (n - f + 1,): the deep-learning 'convolution' (no flip)."""
     x, w = np.asarray(x, np.float32), np.asarray(w, np.float32)
     windows = np.lib.stride_tricks.sliding_window_view(x, len(w))  # (n - f + 1, f)
     return windows @ w
 ''',
-            'conv1d_general': '''def conv1d(x, w, padding=0, stride=1):
+            "conv1d_general": '''def conv1d(x, w, padding=0, stride=1):
     """x (n, c_in), w (f, c_in, c_out) -> (n_out, c_out); padding p or (left, right)."""
     if isinstance(padding, (int, np.integer)):
         left = right = int(padding)
@@ -32,7 +32,7 @@ SETS: dict[str, dict[str, dict[str, str]]] = {
     windows = np.lib.stride_tricks.sliding_window_view(xp, f, axis=0)[::stride]  # (n_out, c_in, f)
     return np.einsum("ick,kco->io", windows, np.asarray(w, np.float32))
 ''',
-            'output_length': '''def output_length(n, f, p=0, s=1):
+            "output_length": '''def output_length(n, f, p=0, s=1):
     """Output length of a 1D convolution; ValueError when (n + 2p - f) / s is fractional."""
     if f > n + 2 * p:
         raise ValueError(f"a filter of width {f} is wider than the padded input ({n} + 2*{p})")
@@ -41,7 +41,7 @@ SETS: dict[str, dict[str, dict[str, str]]] = {
         raise ValueError(f"(n + 2p - f) / s = {steps} is not an integer")
     return int(steps) + 1
 ''',
-            'graph_gradients': '''import math
+            "graph_gradients": '''import math
 
 
 def graph_gradients(w0, x0, w1, x1, w2):
@@ -64,7 +64,7 @@ def graph_gradients(w0, x0, w1, x1, w2):
     grads = {"w0": df_da * x0, "x0": df_da * w0, "w1": df_db * x1, "x1": df_db * w1, "w2": df_dw2}
     return f, grads
 ''',
-            'conv1d_backward': '''def conv1d_backward(x, w, g, stride=1):
+            "conv1d_backward": '''def conv1d_backward(x, w, g, stride=1):
     """x (n,), w (f,), g ((n - f) // stride + 1,) -> dx (n,), dw (f,)."""
     x, w, g = (np.asarray(v, np.float32) for v in (x, w, g))
     f = len(w)
@@ -76,8 +76,8 @@ def graph_gradients(w0, x0, w1, x1, w2):
     return dx, dw
 ''',
         },
-        '02_2d_filters': {
-            'conv2d': '''def conv2d(x, w, stride=1, padding=0):
+        "02_2d_filters": {
+            "conv2d": '''def conv2d(x, w, stride=1, padding=0):
     """x (h, w, c_in), w (fh, fw, c_in, c_out) -> (h_out, w_out, c_out)."""
     x, w = np.asarray(x, np.float32), np.asarray(w, np.float32)
     xp = np.pad(x, [(padding, padding), (padding, padding), (0, 0)])
@@ -86,7 +86,7 @@ def graph_gradients(w0, x0, w1, x1, w2):
     windows = windows[::stride, ::stride]
     return np.einsum("ijcab,abco->ijo", windows, w)
 ''',
-            'numerical_gradient': '''def numerical_gradient(f, x, h=1e-5):
+            "numerical_gradient": '''def numerical_gradient(f, x, h=1e-5):
     """f: array shaped like x -> float; x (any shape) -> df/dx (the shape of x), by centred differences."""
     work = np.array(x, dtype=float, copy=True)  # x itself is never touched
     flat = work.reshape(-1)
@@ -101,7 +101,7 @@ def graph_gradients(w0, x0, w1, x1, w2):
         grad[i] = (up - down) / (2 * h)
     return grad.reshape(np.shape(x))
 ''',
-            'conv2d_backward': '''def conv2d_backward(x, w, g, stride=1, padding=0):
+            "conv2d_backward": '''def conv2d_backward(x, w, g, stride=1, padding=0):
     """x (h, w, c_in), w (fh, fw, c_in, c_out), g (h_out, w_out, c_out) -> dx like x, dw like w, db (c_out,)."""
     x, w, g = (np.asarray(v, np.float32) for v in (x, w, g))
     xp = np.pad(x, [(padding, padding), (padding, padding), (0, 0)])
@@ -118,12 +118,12 @@ def graph_gradients(w0, x0, w1, x1, w2):
     dx = dxp[padding : padding + x.shape[0], padding : padding + x.shape[1]]
     return dx, dw, g.sum(axis=(0, 1))
 ''',
-            'max_pool2d': '''def max_pool2d(x, size=2, stride=2):
+            "max_pool2d": '''def max_pool2d(x, size=2, stride=2):
     """x (h, w, c) -> ((h - size) // stride + 1, (w - size) // stride + 1, c)."""
     windows = np.lib.stride_tricks.sliding_window_view(np.asarray(x, np.float32), (size, size), axis=(0, 1))
     return windows[::stride, ::stride].max(axis=(-2, -1))
 ''',
-            'max_pool2d_backward': '''def max_pool2d_backward(x, g, size=2, stride=2):
+            "max_pool2d_backward": '''def max_pool2d_backward(x, g, size=2, stride=2):
     """x (h, w, c), g like max_pool2d(x, size, stride) -> dx (h, w, c)."""
     h_out, w_out, c = g.shape
     windows = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(0, 1))[::stride, ::stride][:h_out, :w_out]
@@ -136,7 +136,7 @@ def graph_gradients(w0, x0, w1, x1, w2):
     np.add.at(dx, (rows, cols, chans), np.asarray(g, np.float32))
     return dx
 ''',
-            'layer_shape_and_params': '''def layer_shape_and_params(h, w, c_in, filters, f, stride=1, padding=0):
+            "layer_shape_and_params": '''def layer_shape_and_params(h, w, c_in, filters, f, stride=1, padding=0):
     """Output shape (h_out, w_out, filters) and the number of trainable parameters."""
     def out(n):
         q, r = divmod(n + 2 * padding - f, stride)
@@ -147,12 +147,12 @@ def graph_gradients(w0, x0, w1, x1, w2):
     weights = f * f * c_in * filters
     return (out(h), out(w), filters), weights + filters
 ''',
-            'receptive_field': '''def receptive_field(kernel_sizes, strides):
+            "receptive_field": '''def receptive_field(kernel_sizes, strides):
     """Receptive field, in input pixels, of the last layer of a stack."""
     jumps = np.cumprod([1] + list(strides[:-1]))  # product of the strides before each layer
     return int(1 + np.sum((np.asarray(kernel_sizes) - 1) * jumps))
 ''',
-            'sobel_magnitude': '''def sobel_magnitude(image):
+            "sobel_magnitude": '''def sobel_magnitude(image):
     """image (h, w) -> edge magnitude (h - 2, w - 2)."""
     sx = np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
     windows = np.lib.stride_tricks.sliding_window_view(np.asarray(image, np.float32), (3, 3))
@@ -160,7 +160,7 @@ def graph_gradients(w0, x0, w1, x1, w2):
     gy = np.einsum("ijab,ab->ij", windows, sx.T)
     return np.hypot(gx, gy)
 ''',
-            'find_template': '''def find_template(image, template):
+            "find_template": '''def find_template(image, template):
     """image (h, w), template (th, tw) -> (row, col) of the best match."""
     t = template - template.mean()
     windows = np.lib.stride_tricks.sliding_window_view(image, template.shape)  # (h', w', th, tw)
@@ -171,14 +171,14 @@ def graph_gradients(w0, x0, w1, x1, w2):
     row, col = np.unravel_index(np.argmax(scores), scores.shape)  # argmax: the first best, row-major
     return int(row), int(col)
 ''',
-            'mean_smooth': '''def mean_smooth(u):
+            "mean_smooth": '''def mean_smooth(u):
     """u (h, w) -> (h - 2, w - 2): the 3x3 mean of every valid window."""
     windows = np.lib.stride_tricks.sliding_window_view(np.asarray(u, np.float32), (3, 3))
     return windows.mean(axis=(-2, -1))
 ''',
         },
-        '03_mnist_cnn': {
-            'build_convnet': '''def build_convnet():
+        "03_mnist_cnn": {
+            "build_convnet": '''def build_convnet():
     """The specified convnet: (batch, 28, 28, 1) -> (batch, 10) class probabilities."""
     inputs = keras.Input(shape=(28, 28, 1), name="digits")
     x = keras.layers.Conv2D(16, (3, 3), name="c1")(inputs)
@@ -192,7 +192,7 @@ def graph_gradients(w0, x0, w1, x1, w2):
     outputs = keras.layers.Softmax()(x)
     return keras.Model(inputs=inputs, outputs=outputs, name="my_convnet")
 ''',
-            'param_counts': '''def conv_params(f, c_in, filters):
+            "param_counts": '''def conv_params(f, c_in, filters):
     weights = f**2 * c_in * filters
     biases = filters
     return int(weights + biases)
@@ -201,7 +201,7 @@ def graph_gradients(w0, x0, w1, x1, w2):
 def dense_params(n_in, n_out):
     return n_in * n_out + n_out
 ''',
-            'design_and_train': '''def design_and_train(x, y):
+            "design_and_train": '''def design_and_train(x, y):
     """Build, compile and fit a convnet with at most 4,000 parameters; return it trained."""
     inputs = keras.Input((28, 28, 1))
     h = keras.layers.Conv2D(8, 3, use_bias=False)(inputs)
@@ -223,7 +223,7 @@ def dense_params(n_in, n_out):
     model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
     return model
 ''',
-            'confusion_matrix': '''def confusion_matrix(y_true, y_pred, classes):
+            "confusion_matrix": '''def confusion_matrix(y_true, y_pred, classes):
     """(n,) int labels, (n,) int predictions -> (classes, classes) counts; rows are true classes."""
     flat = np.asarray(y_true, np.int64) * classes + np.asarray(y_pred, np.int64)
     return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
@@ -239,8 +239,8 @@ def most_confused(matrix, k=3):
     return [(int(rows[o]), int(cols[o]), int(counts[o])) for o in order]
 ''',
         },
-        '04_inception_vs_resnet': {
-            'inception_block': '''def inception_block(x, f1, f3, f5, fpool, *, reduce3=None, reduce5=None):
+        "04_inception_vs_resnet": {
+            "inception_block": '''def inception_block(x, f1, f3, f5, fpool, *, reduce3=None, reduce5=None):
     """x (batch, h, w, c) -> (batch, h, w, f1 + f3 + f5 + fpool)."""
     def conv_relu(t, filters, size):
         t = keras.layers.Conv2D(filters, (size, size), padding="same")(t)
@@ -253,7 +253,7 @@ def most_confused(matrix, k=3):
     branch_pool = conv_relu(pooled, fpool, 1)
     return keras.layers.concatenate([branch1, branch3, branch5, branch_pool], axis=-1)
 ''',
-            'residual_block': '''def residual_block(x, filters, *, stride=1):
+            "residual_block": '''def residual_block(x, filters, *, stride=1):
     """x (batch, h, w, c) -> (batch, ceil(h / stride), ceil(w / stride), filters)."""
     main = keras.layers.Conv2D(filters, (3, 3), strides=(stride, stride), padding="same", use_bias=False)(x)
     main = keras.layers.BatchNormalization(epsilon=1e-5)(main)
@@ -267,10 +267,10 @@ def most_confused(matrix, k=3):
         shortcut = keras.layers.BatchNormalization(epsilon=1e-5)(shortcut)
     return keras.layers.Activation("relu")(keras.layers.add([main, shortcut]))
 ''',
-            'bottleneck_savings': '''def bottleneck_savings(c_in, c_out, f, reduce):
+            "bottleneck_savings": '''def bottleneck_savings(c_in, c_out, f, reduce):
     return f * f * c_out * (c_in - reduce) - c_in * reduce
 ''',
-            'conv_gradient_norms': '''def conv_gradient_norms(model, x, y):
+            "conv_gradient_norms": '''def conv_gradient_norms(model, x, y):
     """One gradient norm per Conv2D kernel, input side first."""
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
@@ -280,7 +280,7 @@ def most_confused(matrix, k=3):
     grads = tape.gradient(loss, [layer.kernel for layer in convs])
     return [float(np.sqrt(np.sum(np.square(g.numpy().astype(np.float64))))) for g in grads]
 ''',
-            'batchnorm_forward': '''def batchnorm_forward(x, gamma, beta, moving_mean, moving_var, *, training, momentum=0.99, epsilon=1e-3):
+            "batchnorm_forward": '''def batchnorm_forward(x, gamma, beta, moving_mean, moving_var, *, training, momentum=0.99, epsilon=1e-3):
     """x (n, ..., c); gamma, beta, moving_mean, moving_var (c,) -> y like x, new moving mean (c,), new moving var (c,)."""
     x32 = np.asarray(x, np.float32)
     gamma, beta, moving_mean, moving_var = (np.asarray(v, np.float32) for v in (gamma, beta, moving_mean, moving_var))
@@ -297,7 +297,7 @@ def most_confused(matrix, k=3):
     y = (x32 - mean) * scale + beta
     return y.astype(np.float32), new_mean.astype(np.float32), new_var.astype(np.float32)
 ''',
-            'batchnorm_backward': '''def batchnorm_backward(x, gamma, g, epsilon=1e-3):
+            "batchnorm_backward": '''def batchnorm_backward(x, gamma, g, epsilon=1e-3):
     """x (n, ..., c), gamma (c,), g like x -> dx like x, dgamma (c,), dbeta (c,), training-mode statistics."""
     # The graph, step by step (CS231n's staged backward pass), over the flattened (m, c) view.
     c = np.shape(x)[-1]
@@ -322,8 +322,8 @@ def most_confused(matrix, k=3):
     return dx.reshape(np.shape(x)), dgamma, dbeta
 ''',
         },
-        '05_filter_visualisation': {
-            'layer_activations': '''def layer_activations(model, x, layer_name):
+        "05_filter_visualisation": {
+            "layer_activations": '''def layer_activations(model, x, layer_name):
     """x (batch, 28, 28, 1) -> the output of layer_name for that batch."""
     h = tf.convert_to_tensor(x, dtype=tf.float32)
     for layer in model.layers:  # run the layers eagerly, in order, until the one asked for
@@ -332,7 +332,7 @@ def most_confused(matrix, k=3):
             return np.asarray(h)
     raise ValueError(f"no layer named {layer_name!r}")
 ''',
-            'maximize_filter': '''def maximize_filter(model, layer_name, index, steps=60, step_size=0.05):
+            "maximize_filter": '''def maximize_filter(model, layer_name, index, steps=60, step_size=0.05):
     """Gradient ascent on the input; returns (1, 28, 28, 1) float32 in [0, 1]."""
     names = [layer.name for layer in model.layers]
     below, target = model.layers[: names.index(layer_name)], model.get_layer(layer_name)
@@ -354,7 +354,7 @@ def most_confused(matrix, k=3):
         image = tf.clip_by_value(image + step_size * grad / (rms + 1e-8), 0.0, 1.0)
     return np.asarray(image, dtype=np.float32)
 ''',
-            'saliency_map': '''def saliency_map(model, x, label):
+            "saliency_map": '''def saliency_map(model, x, label):
     """x (1, 28, 28, 1), label int -> |d logit_label / d x| as (28, 28)."""
     image = tf.Variable(tf.cast(x, tf.float32))
     output = model.layers[-1]
@@ -369,7 +369,7 @@ def most_confused(matrix, k=3):
     grad = tape.gradient(score, image)
     return np.abs(grad.numpy()).reshape(28, 28)
 ''',
-            'grad_cam': '''def grad_cam(model, x, label, layer_name="conv2"):
+            "grad_cam": '''def grad_cam(model, x, label, layer_name="conv2"):
     """x (1, 28, 28, 1), label int -> (h, w) map of layer_name's resolution, peak 1 (or all zeros)."""
     names = [layer.name for layer in model.layers]
     cut = names.index(layer_name) + 1
@@ -391,7 +391,7 @@ def most_confused(matrix, k=3):
     peak = cam.max()
     return cam / peak if peak > 0 else np.zeros_like(cam)
 ''',
-            'fgsm': '''def fgsm(model, x, y, epsilon):
+            "fgsm": '''def fgsm(model, x, y, epsilon):
     images = tf.Variable(np.asarray(x, np.float32))
     loss_fn = keras.losses.SparseCategoricalCrossentropy()  # the batch mean: the same signs as the sum
     with tf.GradientTape() as tape:
@@ -399,7 +399,7 @@ def most_confused(matrix, k=3):
     step = epsilon * np.sign(tape.gradient(loss, images).numpy())
     return np.clip(np.asarray(x, np.float32) + step, 0.0, 1.0).astype(np.float32)
 ''',
-            'flip_epsilons': '''def flip_epsilons(model, x, y, epsilons):
+            "flip_epsilons": '''def flip_epsilons(model, x, y, epsilons):
     """x (n, 28, 28, 1), y (n,), increasing epsilons -> (n,) smallest epsilon that flips each digit (inf: none)."""
     epsilons = np.asarray(epsilons, float)
     y = np.asarray(y)
@@ -407,12 +407,13 @@ def most_confused(matrix, k=3):
     for e, epsilon in enumerate(epsilons):
         predictions = np.asarray(model(fgsm(model, x, y, float(epsilon)), training=False)).argmax(axis=1)
         flipped[e] = predictions != y
+    flipped[0] |= np.asarray(model(x, training=False)).argmax(axis=1) != y  # already wrong: the first epsilon
     first = flipped.argmax(axis=0)  # the first epsilon that flips each digit
     return np.where(flipped.any(axis=0), epsilons[first], np.inf)
 ''',
         },
-        '06_transfer_learning': {
-            'cut_and_head': '''def cut_and_head(base, layer_name, classes):
+        "06_transfer_learning": {
+            "cut_and_head": '''def cut_and_head(base, layer_name, classes):
     """(batch, 28, 28, 1) -> (batch, classes)."""
     inputs = keras.Input(shape=(28, 28, 1))
     h = inputs
@@ -425,7 +426,7 @@ def most_confused(matrix, k=3):
     outputs = keras.layers.Dense(classes, activation="softmax", name="new_head")(h)
     return keras.Model(inputs, outputs, name=f"cut_at_{layer_name}")
 ''',
-            'set_trainable': '''def set_trainable(model, first_trainable):
+            "set_trainable": '''def set_trainable(model, first_trainable):
     reached = False
     for layer in model.layers:
         reached = reached or layer.name == first_trainable
@@ -435,7 +436,7 @@ def most_confused(matrix, k=3):
             layer.trainable = reached
     return model
 ''',
-            'extract_features': '''def extract_features(base, layer_name, x):
+            "extract_features": '''def extract_features(base, layer_name, x):
     """x (n, 28, 28, 1) -> (n, features) as a NumPy array."""
     inputs = keras.Input(shape=tuple(x.shape[1:]))
     h = inputs
@@ -446,7 +447,7 @@ def most_confused(matrix, k=3):
     features = keras.Model(inputs, keras.layers.Flatten()(h)).predict(x, batch_size=64, verbose=0)
     return np.asarray(features, np.float32)
 ''',
-            'feature_extraction_pipeline': '''def feature_extraction_pipeline(base, x, y):
+            "feature_extraction_pipeline": '''def feature_extraction_pipeline(base, x, y):
     features = extract_features(base, "pool2", x)  # once: the base is frozen
     keras.utils.set_random_seed(1)
     head = keras.Sequential([keras.Input((features.shape[1],)),
@@ -462,7 +463,7 @@ def most_confused(matrix, k=3):
             break
     return keras.Model(inputs, head(keras.layers.Reshape((-1,))(h)))
 ''',
-            'fine_tune': '''def fine_tune(model, x, y):
+            "fine_tune": '''def fine_tune(model, x, y):
     set_trainable(model, "conv2")
     model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-4),
                   loss=keras.losses.SparseCategoricalCrossentropy())
@@ -470,11 +471,28 @@ def most_confused(matrix, k=3):
     model.fit(x, y, batch_size=20, epochs=20, shuffle=True, verbose=0)  # 5 steps an epoch: 100 steps
     return model
 ''',
+            "inverted_transfer": '''def inverted_transfer(base, x, y):
+    """Inverted digits 5-9: (100, 28, 28, 1), (100,) -> a model from inverted images to (n, 5)."""
+    undo = keras.layers.Rescaling(scale=-1.0, offset=1.0, name="undo_inversion")  # 1 - x: dark background again
+    features = extract_features(base, "pool2", np.asarray(undo(x)))
+    keras.utils.set_random_seed(2)
+    head = keras.Sequential([keras.Input((features.shape[1],)), keras.layers.Dense(64), keras.layers.ReLU(),
+                             keras.layers.Dense(5), keras.layers.Softmax()])
+    head.compile(optimizer=keras.optimizers.Adam(5e-4), loss=keras.losses.SparseCategoricalCrossentropy())
+    head.fit(features, y, batch_size=25, epochs=30, verbose=0)
+    inputs = keras.Input((28, 28, 1))
+    h = undo(inputs)
+    for layer in base.layers:
+        h = layer(h, training=False)
+        if layer.name == "pool2":
+            break
+    return keras.Model(inputs, head(keras.layers.Flatten()(h)))
+''',
         },
     },
-    'alternatives_b': {
-        '01_conv1d_by_hand': {
-            'conv1d_valid': '''def conv1d_valid(x, w):
+    "alternatives_b": {
+        "01_conv1d_by_hand": {
+            "conv1d_valid": '''def conv1d_valid(x, w):
     """x (n,), w (f,) -> (n - f + 1,): the deep-learning 'convolution' (no flip)."""
     n, f = len(x), len(w)
     y = np.zeros(n - f + 1)
@@ -482,7 +500,7 @@ def most_confused(matrix, k=3):
         y += w[k] * np.asarray(x[k : k + n - f + 1], float)
     return y
 ''',
-            'conv1d_general': '''def conv1d(x, w, padding=0, stride=1):
+            "conv1d_general": '''def conv1d(x, w, padding=0, stride=1):
     """x (n, c_in), w (f, c_in, c_out) -> (n_out, c_out); padding p or (left, right)."""
     try:
         left, right = padding
@@ -504,7 +522,7 @@ def most_confused(matrix, k=3):
                     y[i, o] += xp[i * stride + k, c] * w[k, c, o]
     return y
 ''',
-            'output_length': '''def output_length(n, f, p=0, s=1):
+            "output_length": '''def output_length(n, f, p=0, s=1):
     """Output length of a 1D convolution; ValueError when (n + 2p - f) / s is fractional."""
     padded = n + 2 * p
     if f > padded:
@@ -514,7 +532,7 @@ def most_confused(matrix, k=3):
         raise ValueError(f"({padded} - {f}) / {s} is not an integer")
     return q + 1
 ''',
-            'graph_gradients': '''def graph_gradients(w0, x0, w1, x1, w2):
+            "graph_gradients": '''def graph_gradients(w0, x0, w1, x1, w2):
     """Forward value f and dict of df/d(each input) for the sigmoid neuron."""
     inputs = {"w0": w0, "x0": x0, "w1": w1, "x1": x1, "w2": w2}
     z = w0 * x0 + w1 * x1 + w2
@@ -524,7 +542,7 @@ def most_confused(matrix, k=3):
     grads = {name: float(dz * inputs[partner[name]]) if name in partner else float(dz) for name in inputs}
     return f, grads
 ''',
-            'conv1d_backward': '''def conv1d_backward(x, w, g, stride=1):
+            "conv1d_backward": '''def conv1d_backward(x, w, g, stride=1):
     """x (n,), w (f,), g ((n - f) // stride + 1,) -> dx (n,), dw (f,)."""
     n, f = len(x), len(w)
     up = np.zeros(n - f + 1)
@@ -537,8 +555,8 @@ def most_confused(matrix, k=3):
     return dx, dw
 ''',
         },
-        '02_2d_filters': {
-            'conv2d': '''def conv2d(x, w, stride=1, padding=0):
+        "02_2d_filters": {
+            "conv2d": '''def conv2d(x, w, stride=1, padding=0):
     """x (h, w, c_in), w (fh, fw, c_in, c_out) -> (h_out, w_out, c_out)."""
     h, wd, c_in = x.shape
     fh, fw, _, c_out = w.shape
@@ -553,7 +571,7 @@ def most_confused(matrix, k=3):
             y += shifted @ w[a, b]  # (h_out, w_out, c_in) @ (c_in, c_out)
     return y
 ''',
-            'numerical_gradient': '''def numerical_gradient(f, x, h=1e-5):
+            "numerical_gradient": '''def numerical_gradient(f, x, h=1e-5):
     """f: array shaped like x -> float; x (any shape) -> df/dx (the shape of x), by centred differences."""
     grad = np.zeros_like(x, dtype=np.float64)
     it = np.nditer(x, flags=["multi_index"])
@@ -564,7 +582,7 @@ def most_confused(matrix, k=3):
         grad[i] = (f(x + step) - f(x - step)) / (2 * h)
     return grad
 ''',
-            'conv2d_backward': '''def conv2d_backward(x, w, g, stride=1, padding=0):
+            "conv2d_backward": '''def conv2d_backward(x, w, g, stride=1, padding=0):
     """x (h, w, c_in), w (fh, fw, c_in, c_out), g (h_out, w_out, c_out) -> dx like x, dw like w, db (c_out,)."""
     h, wd, c_in = x.shape
     fh, fw, _, c_out = w.shape
@@ -582,7 +600,7 @@ def most_confused(matrix, k=3):
                 db[k] += g[i, j, k]
     return dxp[padding : padding + h, padding : padding + wd, :], dw, db
 ''',
-            'max_pool2d': '''def max_pool2d(x, size=2, stride=2):
+            "max_pool2d": '''def max_pool2d(x, size=2, stride=2):
     """x (h, w, c) -> ((h - size) // stride + 1, (w - size) // stride + 1, c)."""
     h_out, w_out = (x.shape[0] - size) // stride + 1, (x.shape[1] - size) // stride + 1
     y = np.full((h_out, w_out, x.shape[2]), -np.inf)
@@ -591,7 +609,7 @@ def most_confused(matrix, k=3):
             y = np.maximum(y, x[a : a + stride * (h_out - 1) + 1 : stride, b : b + stride * (w_out - 1) + 1 : stride])
     return y
 ''',
-            'max_pool2d_backward': '''def max_pool2d_backward(x, g, size=2, stride=2):
+            "max_pool2d_backward": '''def max_pool2d_backward(x, g, size=2, stride=2):
     """x (h, w, c), g like max_pool2d(x, size, stride) -> dx (h, w, c)."""
     dx = np.zeros_like(x, dtype=float)
     for k in range(x.shape[2]):
@@ -602,7 +620,7 @@ def most_confused(matrix, k=3):
                 dx[i * stride : i * stride + size, j * stride : j * stride + size, k] += mask * g[i, j, k]
     return dx
 ''',
-            'layer_shape_and_params': '''def layer_shape_and_params(h, w, c_in, filters, f, stride=1, padding=0):
+            "layer_shape_and_params": '''def layer_shape_and_params(h, w, c_in, filters, f, stride=1, padding=0):
     """Output shape (h_out, w_out, filters) and the number of trainable parameters."""
     h_steps, w_steps = (h + 2 * padding - f) / stride, (w + 2 * padding - f) / stride
     for steps in (h_steps, w_steps):
@@ -611,14 +629,14 @@ def most_confused(matrix, k=3):
     params = filters * f * f * c_in + filters
     return (int(h_steps) + 1, int(w_steps) + 1, int(filters)), int(params)
 ''',
-            'receptive_field': '''def receptive_field(kernel_sizes, strides):
+            "receptive_field": '''def receptive_field(kernel_sizes, strides):
     """Receptive field, in input pixels, of the last layer of a stack."""
     r = 1
     for f, s in zip(reversed(kernel_sizes), reversed(strides)):  # from the top layer down to the input
         r = (r - 1) * s + f
     return r
 ''',
-            'sobel_magnitude': '''def sobel_magnitude(image):
+            "sobel_magnitude": '''def sobel_magnitude(image):
     """image (h, w) -> edge magnitude (h - 2, w - 2)."""
     p = np.asarray(image, float)
     left, mid, right = p[:, :-2], p[:, 1:-1], p[:, 2:]
@@ -629,7 +647,7 @@ def most_confused(matrix, k=3):
     gy = vert[:, :-2] + 2 * vert[:, 1:-1] + vert[:, 2:]
     return np.sqrt(gx * gx + gy * gy)
 ''',
-            'find_template': '''def find_template(image, template):
+            "find_template": '''def find_template(image, template):
     """image (h, w), template (th, tw) -> (row, col) of the best match."""
     th, tw = template.shape
     t = (template - template.mean()).ravel()
@@ -644,7 +662,7 @@ def most_confused(matrix, k=3):
                 best_score, best = score, (i, j)
     return best
 ''',
-            'mean_smooth': '''def mean_smooth(u):
+            "mean_smooth": '''def mean_smooth(u):
     """u (h, w) -> (h - 2, w - 2): the 3x3 mean of every valid window."""
     s = np.zeros((u.shape[0] + 1, u.shape[1] + 1))
     s[1:, 1:] = np.cumsum(np.cumsum(u, axis=0), axis=1)  # integral image
@@ -652,8 +670,48 @@ def most_confused(matrix, k=3):
     return total / 9.0
 ''',
         },
-        '04_inception_vs_resnet': {
-            'inception_block': '''def inception_block(x, f1, f3, f5, fpool, *, reduce3=None, reduce5=None):
+        "03_mnist_cnn": {
+            "build_convnet": '''def build_convnet():
+    """The specified convnet: (batch, 28, 28, 1) -> (batch, 10) class probabilities."""
+    layers = [
+        keras.layers.Conv2D(16, 3, activation=keras.activations.relu),
+        keras.layers.MaxPooling2D(pool_size=2, strides=2),
+        keras.layers.Conv2D(32, 3),
+        keras.layers.ReLU(),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10),
+        keras.layers.Activation(keras.activations.softmax),
+    ]
+    inputs = keras.layers.Input(shape=(28, 28, 1))
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return keras.models.Model(inputs, x)
+''',
+            "param_counts": '''def conv_params(f, c_in, filters):
+    return filters * (c_in * f * f) + filters
+
+
+def dense_params(n_in, n_out):
+    return int(np.prod([n_in + 1, n_out]))
+''',
+            "confusion_matrix": '''def confusion_matrix(y_true, y_pred, classes):
+    """(n,) int labels, (n,) int predictions -> (classes, classes) counts; rows are true classes."""
+    matrix = np.zeros((classes, classes), dtype=np.int32)
+    np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return matrix
+
+
+def most_confused(matrix, k=3):
+    """(classes, classes) counts -> [(true, predicted, count), ...]: the k largest off-diagonal entries."""
+    n = len(matrix)
+    entries = [(i, j, int(matrix[i][j])) for i in range(n) for j in range(n) if i != j]
+    return sorted(entries, key=lambda e: e[2], reverse=True)[:k]  # sorted is stable: ties keep row-major order
+''',
+        },
+        "04_inception_vs_resnet": {
+            "inception_block": '''def inception_block(x, f1, f3, f5, fpool, *, reduce3=None, reduce5=None):
     """x (batch, h, w, c) -> (batch, h, w, f1 + f3 + f5 + fpool)."""
     branches = []
     for filters, size, reduce in ((f1, 1, None), (f3, 3, reduce3), (f5, 5, reduce5)):
@@ -667,7 +725,7 @@ def most_confused(matrix, k=3):
     branches.append(t)
     return keras.layers.Concatenate(axis=3)(branches)
 ''',
-            'residual_block': '''def residual_block(x, filters, *, stride=1):
+            "residual_block": '''def residual_block(x, filters, *, stride=1):
     """x (batch, h, w, c) -> (batch, ceil(h / stride), ceil(w / stride), filters)."""
     bn = lambda: keras.layers.BatchNormalization(momentum=0.9, epsilon=2e-5)
     shortcut = x
@@ -678,7 +736,7 @@ def most_confused(matrix, k=3):
     y = bn()(keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(y))
     return keras.ops.relu(y + shortcut)
 ''',
-            'bottleneck_savings': '''def bottleneck_savings(c_in, c_out, f, reduce):
+            "bottleneck_savings": '''def bottleneck_savings(c_in, c_out, f, reduce):
     direct = keras.layers.Conv2D(c_out, f, use_bias=False)
     direct.build((None, None, None, c_in))
     squeeze = keras.layers.Conv2D(reduce, 1, use_bias=False)
@@ -687,19 +745,17 @@ def most_confused(matrix, k=3):
     expand.build((None, None, None, reduce))
     return int(direct.count_params() - squeeze.count_params() - expand.count_params())
 ''',
-            'conv_gradient_norms': '''def conv_gradient_norms(model, x, y):
+            "conv_gradient_norms": '''def conv_gradient_norms(model, x, y):
     """One gradient norm per Conv2D kernel, input side first."""
     kernels = [layer.kernel for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     labels = tf.cast(y, tf.int32)
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        for kernel in kernels:
-            tape.watch(kernel)
+    with tf.GradientTape() as tape:
         probabilities = model(x)
         picked = tf.gather(probabilities, labels, axis=1, batch_dims=1)
         loss = -tf.reduce_mean(tf.math.log(picked))
     return [float(tf.sqrt(tf.reduce_sum(tf.square(g)))) for g in tape.gradient(loss, kernels)]
 ''',
-            'batchnorm_forward': '''def batchnorm_forward(x, gamma, beta, moving_mean, moving_var, *, training, momentum=0.99, epsilon=1e-3):
+            "batchnorm_forward": '''def batchnorm_forward(x, gamma, beta, moving_mean, moving_var, *, training, momentum=0.99, epsilon=1e-3):
     """x (n, ..., c); gamma, beta, moving_mean, moving_var (c,) -> y like x, new moving mean (c,), new moving var (c,)."""
     m = np.size(x) // np.shape(x)[-1]
     axes = tuple(range(np.ndim(x) - 1))
@@ -714,7 +770,7 @@ def most_confused(matrix, k=3):
     x_hat = (x - mean) / np.sqrt(var + epsilon)
     return x_hat * gamma + beta, out_mean, out_var
 ''',
-            'batchnorm_backward': '''def batchnorm_backward(x, gamma, g, epsilon=1e-3):
+            "batchnorm_backward": '''def batchnorm_backward(x, gamma, g, epsilon=1e-3):
     """x (n, ..., c), gamma (c,), g like x -> dx like x, dgamma (c,), dbeta (c,), training-mode statistics."""
     x32, g32, gamma32 = (np.asarray(v, np.float32) for v in (x, g, gamma))
     axes = tuple(range(x32.ndim - 1))
@@ -726,6 +782,154 @@ def most_confused(matrix, k=3):
     dgamma = (g32 * x_hat).sum(axis=axes)
     dx = (gamma32 * inv_std / m) * (m * g32 - dbeta - x_hat * dgamma)
     return dx, dgamma, dbeta
+''',
+        },
+        "05_filter_visualisation": {
+            "layer_activations": '''def layer_activations(model, x, layer_name):
+    """x (batch, 28, 28, 1) -> the output of layer_name for that batch."""
+    names = [layer.name for layer in model.layers]
+    upto = keras.Sequential([keras.Input((28, 28, 1))] + model.layers[: names.index(layer_name) + 1])
+    return upto.predict(x, verbose=0)
+''',
+            "maximize_filter": '''def maximize_filter(model, layer_name, index, steps=60, step_size=0.05):
+    """Gradient ascent on the input; returns (1, 28, 28, 1) float32 in [0, 1]."""
+    layer_index = [layer.name for layer in model.layers].index(layer_name)
+    conv = model.layers[layer_index]
+    image = np.random.default_rng(0).random((1, 28, 28, 1)).astype(np.float32)
+    for _ in range(steps):
+        pixels = tf.constant(image)
+        with tf.GradientTape() as tape:
+            tape.watch(pixels)
+            h = pixels
+            for layer in model.layers[:layer_index]:
+                h = layer(h, training=False)
+            maps = tf.nn.bias_add(tf.nn.conv2d(h, conv.kernel, strides=[1, 1, 1, 1], padding="VALID"), conv.bias)
+            rows, cols = maps.shape[1], maps.shape[2]
+            target = maps[0, rows // 2, cols // 2, index]
+        grad = tape.gradient(target, pixels).numpy()
+        grad = grad / (np.sqrt(np.mean(grad**2)) + 1e-8)
+        image = np.clip(image + step_size * grad, 0.0, 1.0).astype(np.float32)
+    return image
+''',
+            "saliency_map": '''def saliency_map(model, x, label):
+    """x (1, 28, 28, 1), label int -> |d logit_label / d x| as (28, 28)."""
+    image = tf.constant(np.asarray(x, np.float32))
+    output = model.get_layer("output")
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        h = image
+        for layer in model.layers:
+            if layer.name != "output":
+                h = layer(h, training=False)
+        z = tf.einsum("bi,i->b", h, output.kernel[:, label]) + output.bias[label]
+    return np.abs(np.squeeze(tape.gradient(z, image).numpy(), axis=(0, 3)))
+''',
+            "grad_cam": '''def grad_cam(model, x, label, layer_name="conv2"):
+    """x (1, 28, 28, 1), label int -> (h, w) map of layer_name's resolution, peak 1 (or all zeros)."""
+    output = model.get_layer("output")
+    with tf.GradientTape(persistent=False) as tape:
+        h = tf.constant(np.asarray(x, np.float32))
+        maps = None
+        for layer in model.layers:
+            if layer is output:
+                break
+            h = layer(h, training=False)
+            if layer.name == layer_name:
+                maps = h
+                tape.watch(maps)
+        logits = keras.ops.matmul(h, output.kernel) + output.bias
+        z = logits[0, label]
+    gradient = tape.gradient(z, maps)
+    alpha = keras.ops.mean(gradient, axis=(1, 2))  # (1, k)
+    cam = keras.ops.relu(keras.ops.sum(maps * alpha[:, None, None, :], axis=-1))[0]
+    cam = np.asarray(cam)
+    top = float(np.max(cam))
+    return cam / top if top > 0 else np.zeros(cam.shape, np.float32)
+''',
+            "fgsm": '''def fgsm(model, x, y, epsilon):
+    x = np.asarray(x, np.float32)
+    images = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        losses = keras.losses.sparse_categorical_crossentropy(tf.constant(y), model(images))
+        total = tf.reduce_sum(losses)
+    direction = tf.sign(tape.gradient(total, images)).numpy()
+    return np.minimum(np.maximum(x + epsilon * direction, 0.0), 1.0)
+''',
+            "flip_epsilons": '''def flip_epsilons(model, x, y, epsilons):
+    """x (n, 28, 28, 1), y (n,), increasing epsilons -> (n,) smallest epsilon that flips each digit (inf: none)."""
+    found = np.full(len(x), np.inf)
+    for epsilon in list(epsilons)[::-1]:  # largest first: the smallest that flips is written last
+        wrong = model.predict(fgsm(model, x, y, epsilon), batch_size=128, verbose=0).argmax(axis=-1) != np.asarray(y)
+        found = np.where(wrong, float(epsilon), found)
+    return found
+''',
+        },
+        "06_transfer_learning": {
+            "cut_and_head": '''def cut_and_head(base, layer_name, classes):
+    """(batch, 28, 28, 1) -> (batch, classes)."""
+    model = keras.Sequential([keras.Input((28, 28, 1))])
+    for layer in base.layers:
+        copy = layer.__class__.from_config(layer.get_config())  # a copy: base itself is never touched
+        model.add(copy)
+        copy.set_weights(layer.get_weights())
+        if layer.name == layer_name:
+            break
+    if len(model.output_shape) > 2:
+        model.add(keras.layers.Flatten())
+    model.add(keras.layers.Dense(classes, activation="softmax"))
+    return model
+''',
+            "set_trainable": '''def set_trainable(model, first_trainable):
+    start = [layer.name for layer in model.layers].index(first_trainable)
+    for layer in model.layers:
+        layer.trainable = False
+    for layer in model.layers[start:]:
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = True
+    return model
+''',
+            "extract_features": '''def extract_features(base, layer_name, x):
+    """x (n, 28, 28, 1) -> (n, features) as a NumPy array."""
+    h = keras.ops.convert_to_tensor(np.asarray(x, np.float32))
+    for layer in base.layers:
+        h = layer(h, training=False)
+        if layer.name == layer_name:
+            break
+    return keras.ops.convert_to_numpy(keras.ops.reshape(h, (keras.ops.shape(h)[0], -1)))
+''',
+            "feature_extraction_pipeline": '''def feature_extraction_pipeline(base, x, y):
+    kept = []
+    for layer in base.layers:
+        kept.append(layer)
+        if layer.name == "pool2":
+            break
+    features = extract_features(base, "pool2", x)
+    keras.utils.set_random_seed(7)
+    head = keras.Sequential([keras.Input((features.shape[1],)), keras.layers.Dense(64, activation="relu"),
+                             keras.layers.Dense(5, activation="softmax")])
+    head.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
+    head.fit(features, y, batch_size=10, epochs=30, verbose=0)
+    inputs = keras.Input((28, 28, 1))
+    h = inputs
+    for layer in kept:
+        h = layer(h, training=False)
+    return keras.Model(inputs, head(keras.layers.Flatten()(h)))
+''',
+            "fine_tune": '''def fine_tune(model, x, y):
+    set_trainable(model, "conv2")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-4), loss=keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=["accuracy"])
+    keras.utils.set_random_seed(11)
+    model.fit(x, y, batch_size=10, epochs=10, verbose=0)  # 10 steps an epoch: 100 steps
+    return model
+''',
+            "inverted_transfer": '''def inverted_transfer(base, x, y):
+    """Inverted digits 5-9: (100, 28, 28, 1), (100,) -> a model from inverted images to (n, 5)."""
+    normal = feature_extraction_pipeline(base, 1.0 - np.asarray(x), y)  # learn on the digits turned back
+    inputs = keras.Input((28, 28, 1))
+    restored = keras.layers.Rescaling(scale=-1.0, offset=1.0)(inputs)  # 1 - x, inside the model
+    return keras.Model(inputs, normal(restored))
 ''',
         },
     },
