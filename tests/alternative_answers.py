@@ -6,6 +6,9 @@ builds one notebook per (set, assignment) from ``solutions/`` and grades it with
 class. Every answer here must do what its task's text asks, and nothing the text
 forbids; each differs from the reference in a way the text allows (float32, a list,
 vectorised NumPy, activations as separate layers, other hyperparameters, ...).
+"alternatives" answers every code task of all six assignments; "alternatives_b", a
+second variant of each, stops at 04 (05 and 06 train networks: each costs the
+grading test half a minute).
 """
 
 SETS: dict[str, dict[str, dict[str, str]]] = {
@@ -216,7 +219,7 @@ def dense_params(n_in, n_out):
     h = keras.layers.Flatten()(h)
     outputs = keras.layers.Dense(10, activation="softmax")(h)
     model = keras.Model(inputs, outputs)  # 3,466 parameters
-    epochs, batch_size = 20, 32
+    epochs, batch_size = 10, 64
     steps = epochs * int(np.ceil(len(x) / batch_size))
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(4e-3, steps)),
                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
@@ -782,154 +785,6 @@ def most_confused(matrix, k=3):
     dgamma = (g32 * x_hat).sum(axis=axes)
     dx = (gamma32 * inv_std / m) * (m * g32 - dbeta - x_hat * dgamma)
     return dx, dgamma, dbeta
-''',
-        },
-        "05_filter_visualisation": {
-            "layer_activations": '''def layer_activations(model, x, layer_name):
-    """x (batch, 28, 28, 1) -> the output of layer_name for that batch."""
-    names = [layer.name for layer in model.layers]
-    upto = keras.Sequential([keras.Input((28, 28, 1))] + model.layers[: names.index(layer_name) + 1])
-    return upto.predict(x, verbose=0)
-''',
-            "maximize_filter": '''def maximize_filter(model, layer_name, index, steps=60, step_size=0.05):
-    """Gradient ascent on the input; returns (1, 28, 28, 1) float32 in [0, 1]."""
-    layer_index = [layer.name for layer in model.layers].index(layer_name)
-    conv = model.layers[layer_index]
-    image = np.random.default_rng(0).random((1, 28, 28, 1)).astype(np.float32)
-    for _ in range(steps):
-        pixels = tf.constant(image)
-        with tf.GradientTape() as tape:
-            tape.watch(pixels)
-            h = pixels
-            for layer in model.layers[:layer_index]:
-                h = layer(h, training=False)
-            maps = tf.nn.bias_add(tf.nn.conv2d(h, conv.kernel, strides=[1, 1, 1, 1], padding="VALID"), conv.bias)
-            rows, cols = maps.shape[1], maps.shape[2]
-            target = maps[0, rows // 2, cols // 2, index]
-        grad = tape.gradient(target, pixels).numpy()
-        grad = grad / (np.sqrt(np.mean(grad**2)) + 1e-8)
-        image = np.clip(image + step_size * grad, 0.0, 1.0).astype(np.float32)
-    return image
-''',
-            "saliency_map": '''def saliency_map(model, x, label):
-    """x (1, 28, 28, 1), label int -> |d logit_label / d x| as (28, 28)."""
-    image = tf.constant(np.asarray(x, np.float32))
-    output = model.get_layer("output")
-    with tf.GradientTape() as tape:
-        tape.watch(image)
-        h = image
-        for layer in model.layers:
-            if layer.name != "output":
-                h = layer(h, training=False)
-        z = tf.einsum("bi,i->b", h, output.kernel[:, label]) + output.bias[label]
-    return np.abs(np.squeeze(tape.gradient(z, image).numpy(), axis=(0, 3)))
-''',
-            "grad_cam": '''def grad_cam(model, x, label, layer_name="conv2"):
-    """x (1, 28, 28, 1), label int -> (h, w) map of layer_name's resolution, peak 1 (or all zeros)."""
-    output = model.get_layer("output")
-    with tf.GradientTape(persistent=False) as tape:
-        h = tf.constant(np.asarray(x, np.float32))
-        maps = None
-        for layer in model.layers:
-            if layer is output:
-                break
-            h = layer(h, training=False)
-            if layer.name == layer_name:
-                maps = h
-                tape.watch(maps)
-        logits = keras.ops.matmul(h, output.kernel) + output.bias
-        z = logits[0, label]
-    gradient = tape.gradient(z, maps)
-    alpha = keras.ops.mean(gradient, axis=(1, 2))  # (1, k)
-    cam = keras.ops.relu(keras.ops.sum(maps * alpha[:, None, None, :], axis=-1))[0]
-    cam = np.asarray(cam)
-    top = float(np.max(cam))
-    return cam / top if top > 0 else np.zeros(cam.shape, np.float32)
-''',
-            "fgsm": '''def fgsm(model, x, y, epsilon):
-    x = np.asarray(x, np.float32)
-    images = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(images)
-        losses = keras.losses.sparse_categorical_crossentropy(tf.constant(y), model(images))
-        total = tf.reduce_sum(losses)
-    direction = tf.sign(tape.gradient(total, images)).numpy()
-    return np.minimum(np.maximum(x + epsilon * direction, 0.0), 1.0)
-''',
-            "flip_epsilons": '''def flip_epsilons(model, x, y, epsilons):
-    """x (n, 28, 28, 1), y (n,), increasing epsilons -> (n,) smallest epsilon that flips each digit (inf: none)."""
-    found = np.full(len(x), np.inf)
-    for epsilon in list(epsilons)[::-1]:  # largest first: the smallest that flips is written last
-        wrong = model.predict(fgsm(model, x, y, epsilon), batch_size=128, verbose=0).argmax(axis=-1) != np.asarray(y)
-        found = np.where(wrong, float(epsilon), found)
-    return found
-''',
-        },
-        "06_transfer_learning": {
-            "cut_and_head": '''def cut_and_head(base, layer_name, classes):
-    """(batch, 28, 28, 1) -> (batch, classes)."""
-    model = keras.Sequential([keras.Input((28, 28, 1))])
-    for layer in base.layers:
-        copy = layer.__class__.from_config(layer.get_config())  # a copy: base itself is never touched
-        model.add(copy)
-        copy.set_weights(layer.get_weights())
-        if layer.name == layer_name:
-            break
-    if len(model.output_shape) > 2:
-        model.add(keras.layers.Flatten())
-    model.add(keras.layers.Dense(classes, activation="softmax"))
-    return model
-''',
-            "set_trainable": '''def set_trainable(model, first_trainable):
-    start = [layer.name for layer in model.layers].index(first_trainable)
-    for layer in model.layers:
-        layer.trainable = False
-    for layer in model.layers[start:]:
-        if not isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = True
-    return model
-''',
-            "extract_features": '''def extract_features(base, layer_name, x):
-    """x (n, 28, 28, 1) -> (n, features) as a NumPy array."""
-    h = keras.ops.convert_to_tensor(np.asarray(x, np.float32))
-    for layer in base.layers:
-        h = layer(h, training=False)
-        if layer.name == layer_name:
-            break
-    return keras.ops.convert_to_numpy(keras.ops.reshape(h, (keras.ops.shape(h)[0], -1)))
-''',
-            "feature_extraction_pipeline": '''def feature_extraction_pipeline(base, x, y):
-    kept = []
-    for layer in base.layers:
-        kept.append(layer)
-        if layer.name == "pool2":
-            break
-    features = extract_features(base, "pool2", x)
-    keras.utils.set_random_seed(7)
-    head = keras.Sequential([keras.Input((features.shape[1],)), keras.layers.Dense(64, activation="relu"),
-                             keras.layers.Dense(5, activation="softmax")])
-    head.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
-    head.fit(features, y, batch_size=10, epochs=30, verbose=0)
-    inputs = keras.Input((28, 28, 1))
-    h = inputs
-    for layer in kept:
-        h = layer(h, training=False)
-    return keras.Model(inputs, head(keras.layers.Flatten()(h)))
-''',
-            "fine_tune": '''def fine_tune(model, x, y):
-    set_trainable(model, "conv2")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-4), loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"])
-    keras.utils.set_random_seed(11)
-    model.fit(x, y, batch_size=10, epochs=10, verbose=0)  # 10 steps an epoch: 100 steps
-    return model
-''',
-            "inverted_transfer": '''def inverted_transfer(base, x, y):
-    """Inverted digits 5-9: (100, 28, 28, 1), (100,) -> a model from inverted images to (n, 5)."""
-    normal = feature_extraction_pipeline(base, 1.0 - np.asarray(x), y)  # learn on the digits turned back
-    inputs = keras.Input((28, 28, 1))
-    restored = keras.layers.Rescaling(scale=-1.0, offset=1.0)(inputs)  # 1 - x, inside the model
-    return keras.Model(inputs, normal(restored))
 ''',
         },
     },
