@@ -105,6 +105,8 @@ def test_run_all_cells_in_the_browser(lab, name):
     page.screenshot(path=shots / f"ran-{name}.png", full_page=False)
     assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).first.inner_text()
     expected = _figures(server.root / "notebooks" / name)
+    # The kernel can be idle before the last outputs are rendered (seen on a loaded machine).
+    page.wait_for_function(f"document.querySelectorAll({FIGURES!r}).length >= {expected}", timeout=60_000)
     assert page.locator(FIGURES).count() == expected
     assert page.evaluate(f"[...document.querySelectorAll({FIGURES!r})].every(i => i.complete && i.naturalWidth > 0)")
     assert page.locator(".jp-Notebook-ExecutionIndicator").first.get_attribute("data-status") == "idle"
