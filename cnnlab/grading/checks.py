@@ -22,6 +22,19 @@ class CheckFailed(AssertionError):
     """A visible check failed; the message says how."""
 
 
+def _show(value) -> str:
+    """``value`` as a student reads it: numbers as numbers (``1.0``, not ``np.float64(1.0)``)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, threshold=20, separator=", ")
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(_show, value)) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_show, value)) + "]"
+    return repr(value)
+
+
 def _as_array(name: str, value) -> np.ndarray:
     if value is None:
         raise CheckFailed(f"{name}: got None. Did the function forget to `return` its result?")
@@ -91,7 +104,7 @@ def check_array(
     index, count = difference
     message = (
         f"{name}: {count} of {got_array.size} values differ. First at index {index}: "
-        f"expected {expected_array[index]!r}, got {got_array[index]!r} "
+        f"expected {_show(expected_array[index])}, got {_show(got_array[index])} "
         f"(shape {got_array.shape}, dtype {got_array.dtype})."
     )
     if flipped is not None and _first_difference(got_array, _as_array(name, flipped), rtol, atol) is None:
@@ -111,10 +124,10 @@ def check_close(name: str, got, expected: float, *, rtol: float = 1e-6, atol: fl
     try:
         value = float(got)
     except (TypeError, ValueError):
-        raise CheckFailed(f"{name}: expected a number, got {type(got).__name__}: {got!r}") from None
+        raise CheckFailed(f"{name}: expected a number, got {type(got).__name__}: {_show(got)}") from None
     if not np.isclose(value, expected, rtol=rtol, atol=atol):
         raise CheckFailed(
-            f"{name}: expected {expected!r}, got {value!r} (difference {value - expected:+.3g})."
+            f"{name}: expected {_show(expected)}, got {_show(value)} (difference {value - expected:+.3g})."
         )
     print(f"{name}: ok ({value:.6g})")
 
@@ -127,9 +140,9 @@ def check_equal(name: str, got, expected) -> None:
         and not (isinstance(got, (int, np.integer)) and isinstance(expected, (int, np.integer)))
     ):
         raise CheckFailed(
-            f"{name}: expected {expected!r} ({type(expected).__name__}), got {got!r} ({type(got).__name__})."
+            f"{name}: expected {_show(expected)} ({type(expected).__name__}), got {_show(got)} ({type(got).__name__})."
         )
-    print(f"{name}: ok ({got!r})")
+    print(f"{name}: ok ({_show(got)})")
 
 
 def check_raises(name: str, fn, error: type[BaseException], match: str | None = None) -> None:

@@ -66,3 +66,14 @@ def test_scalars_exact_values_and_errors(capsys):
             "bad stride", lambda: (_ for _ in ()).throw(ValueError("nope")), ValueError, match="stride"
         )
     assert capsys.readouterr().out.count(": ok") == 3
+
+
+def test_messages_show_numbers_as_numbers_not_numpy_reprs(capsys):
+    with pytest.raises(CheckFailed) as raised:
+        check_close("f", np.float64(1.0), 2.0)
+    assert "expected 2.0, got 1.0" in str(raised.value)
+    with pytest.raises(CheckFailed) as raised:
+        check_array("y", np.array([1.0, 2.0]), [1.0, 3.0])
+    assert "expected 3.0, got 2.0" in str(raised.value) and "np." not in str(raised.value)
+    check_equal("pair", (np.int64(3), np.True_), (3, True))
+    assert capsys.readouterr().out == "pair: ok ((3, True))\n"
