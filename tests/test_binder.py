@@ -34,7 +34,9 @@ def test_binder_holds_repo2docker_files_that_point_at_the_pins():
 @pytest.mark.slow
 def test_postbuild_builds_the_op_and_trains_the_networks_in_a_new_prefix(tmp_path):
     prefix = tmp_path / "image-env"
-    subprocess.run([sys.executable, "-m", "venv", str(prefix)], check=True)
+    # No pip or setuptools of its own: as after repo2docker installed binder/requirements.txt, the
+    # pinned ones (setuptools included, which builds cnnlab without build isolation) are found below.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True)
     python = prefix / "bin" / "python"
     (site_packages,) = prefix.glob("lib/python*/site-packages")
     pins = sysconfig.get_path("purelib")  # this interpreter's site-packages, where make setup installed them
@@ -45,7 +47,8 @@ def test_postbuild_builds_the_op_and_trains_the_networks_in_a_new_prefix(tmp_pat
     # are hidden under empty tmpfs mounts, so the op is built as a Binder image builds it.
     toolkits = [os.path.realpath("/usr/local/cuda"), os.path.join(pins, "nvidia")]  # /usr/local/cuda links to cuda-13.0
     hide = [arg for toolkit in toolkits if os.path.isdir(toolkit) for arg in ("--tmpfs", toolkit)]
-    without_cuda = [shutil.which("bwrap"), "--dev-bind", "/", "/", *hide, "--"]
+    # --unshare-net: no network at all, so nothing postBuild does may download (pip included).
+    without_cuda = [shutil.which("bwrap"), "--dev-bind", "/", "/", "--unshare-net", *hide, "--"]
     env = {"PATH": f"{prefix / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path / "home"),
            "NB_PYTHON_PREFIX": str(prefix), "CNNLAB_OFFLINE": "1", "LANG": "C.UTF-8"}  # fmt: skip
     (tmp_path / "home").mkdir()
