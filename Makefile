@@ -28,8 +28,7 @@ MARKING := --ServerApp.jpserver_extensions='{"cnnlab.marking": True}'
 GRADES ?= grades
 
 lab: setup
-	@mkdir -p notebooks
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(MARKING) $(ROOT_FLAG) $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=. $(MARKING) $(ROOT_FLAG) $(LAB_ARGS)
 
 # The instructor's JupyterLab on the course folder, opened on the marking page of $(GRADES) (cnnlab grade --out).
 mark: setup
@@ -51,11 +50,12 @@ endif
 
 setup: $(STAMP) ops
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml cnnlab/labconfig.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/cnnlab configure-lab
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

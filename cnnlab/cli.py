@@ -9,6 +9,7 @@ cnnlab validate     check an assignment before submitting it, as the grader will
 cnnlab marks        the marking sheet of written answers as CSV: export, import
 cnnlab export       the grade sheet as a Canvas or Moodle gradebook import
 cnnlab refresh      re-execute notebooks and store their outputs
+cnnlab configure-lab  the course's JupyterLab settings (no news prompt, no nbgrader instructor tools)
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ def _doctor(_args: argparse.Namespace) -> int:
     from cnnlab import doctor  # noqa: PLC0415
 
     return doctor.main()
+
+
+def _configure_lab(_args: argparse.Namespace) -> int:
+    from cnnlab.labconfig import configure  # noqa: PLC0415
+
+    for path in configure():
+        print(f"JupyterLab settings: {path}")
+    return 0
 
 
 def _build_ops(args: argparse.Namespace) -> int:
@@ -333,6 +342,11 @@ def parser() -> argparse.ArgumentParser:
     refresh = commands.add_parser("refresh", help="re-execute notebooks and store their outputs")
     refresh.add_argument("notebooks", nargs="+", type=Path)
     refresh.set_defaults(run=_refresh)
+
+    configure_lab = commands.add_parser(
+        "configure-lab", help="the course's JupyterLab settings in this environment: no news prompt, no nbgrader instructor tools"
+    )
+    configure_lab.set_defaults(run=_configure_lab)
     return top
 
 

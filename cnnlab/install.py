@@ -1,7 +1,7 @@
 """``python -m cnnlab setup``: what ``make lab`` does, for a machine without ``make`` (or ``g++``).
 
     python -m cnnlab setup          # .venv, the pinned packages, cnnlab, the op (if a compiler is here)
-    python -m cnnlab setup --lab    # ... then JupyterLab on notebooks/, as `make lab`
+    python -m cnnlab setup --lab    # ... then JupyterLab on the course folder, as `make lab`
 
 Run it from the course folder with Python 3.11 or later. It needs only the
 standard library: the packages are not installed yet when it starts. A
@@ -35,19 +35,21 @@ def steps(root: Path = ROOT, lab: bool = False) -> list[tuple[str, list[str], bo
     found = [
         ("upgrade pip", [python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], True),
         ("install the pinned packages", [python, "-m", "pip", "install", "--quiet", "-r", str(root / "requirements.txt")], True),
-        ("install cnnlab", [python, "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(root)], True),
+        ("install cnnlab", [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-e",
+                            str(root)], True),  # fmt: skip
+        ("configure JupyterLab", [str(_bin(root / ".venv", "cnnlab")), "configure-lab"], True),
         ("build the custom op", [str(_bin(root / ".venv", "cnnlab")), "build-ops"], False),
     ]
     if lab:
         root_flag = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
         found.append(("start JupyterLab", [str(_bin(root / ".venv", "jupyter")), "lab",
-                                           f"--notebook-dir={root / 'notebooks'}", MARKING, *root_flag], True))  # fmt: skip
+                                           f"--notebook-dir={root}", MARKING, *root_flag], True))  # fmt: skip
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cnnlab setup", description=__doc__.splitlines()[0])
-    parser.add_argument("--lab", action="store_true", help="then start JupyterLab on notebooks/ (as `make lab`)")
+    parser.add_argument("--lab", action="store_true", help="then start JupyterLab on the course folder (as `make lab`)")
     parser.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
     args = parser.parse_args(argv)
     if sys.version_info < (3, 11):  # noqa: UP036 -- runs on whatever python3 the student has

@@ -98,5 +98,6 @@ def test_python_m_cnnlab_setup_needs_only_the_standard_library():
     assert done.returncode == 0, done.stderr
     steps = [line for line in done.stdout.splitlines() if line.startswith("== ")]
     assert [s.split(":")[0] for s in steps] == ["== upgrade pip", "== install the pinned packages", "== install cnnlab",
-                                                "== build the custom op", "== start JupyterLab"]  # fmt: skip
+                                                "== configure JupyterLab", "== build the custom op",
+                                                "== start JupyterLab"]  # fmt: skip
     assert "requirements.txt" in steps[1] and "cnnlab.marking" in steps[-1] and "--notebook-dir=" in steps[-1]

@@ -38,13 +38,12 @@ def lab(tmp_path_factory):
     root = base / "course"
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     shutil.copytree(ROOT / "exercises", root / "exercises")
-    settings = base / "lab-settings"  # render every cell (no windowing), no news prompt
+    # Render every cell (no windowing), so that figures can be counted. The news prompt and nbgrader's
+    # tools are off by the course's own settings (cnnlab configure-lab, run by make setup), not here.
+    settings = base / "lab-settings"
     (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
     (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
         json.dumps({"windowingMode": "none"}))  # fmt: skip
-    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
-    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # fmt: skip
     shots = base / "screenshots"
     shots.mkdir()
     with jupyter(root, app="lab", extensions={"cnnlab.marking": True},
@@ -66,6 +65,28 @@ def _open(server, page, folder: str, name: str) -> None:
 def _no_dialog(page) -> None:
     dialogs = page.locator(".jp-Dialog")
     assert dialogs.count() == 0, dialogs.first.inner_text()
+
+
+def test_a_new_student_opens_a_lesson_and_an_exercise_from_the_file_browser(lab):
+    """make lab's landing page: the course folder, both folders one click away, no prompt, no instructor menus."""
+    server, page, shots = lab
+    page.goto(server.page_url("lab?reset"))
+    listing = page.locator(".jp-DirListing-content")
+    listing.get_by_text("exercises", exact=True).wait_for(timeout=60_000)
+    assert listing.get_by_text("notebooks", exact=True).count() == 1
+    time.sleep(3)  # the news prompt, where it is on, appears a moment after the page
+    page.screenshot(path=shots / "landing.png", full_page=False)
+    assert page.locator(".jp-toast-message, .Toastify__toast").count() == 0, "a notification covers the page"
+    menus = page.locator(".lm-MenuBar-itemLabel").all_inner_texts()
+    assert "Nbgrader" not in menus and not any("Formgrader" in m for m in menus), menus
+    for folder, name in (("notebooks", LESSONS[0]), ("exercises", EXERCISES[0])):
+        page.goto(server.page_url("lab?reset"))
+        listing.get_by_text(folder, exact=True).dblclick()
+        listing.get_by_text(name, exact=True).dblclick()
+        page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=60_000)
+        _no_dialog(page)
+        assert page.locator(".jp-NotebookPanel-toolbar").get_by_text("Validate").count() == 0  # nbgrader's button
+        page.screenshot(path=shots / f"opened-{folder}.png", full_page=False)
 
 
 @pytest.mark.parametrize("folder, name", [("notebooks", n) for n in LESSONS] + [("exercises", n) for n in EXERCISES])
