@@ -46,5 +46,10 @@ def test_doctor_says_what_is_missing_without_calling_it_broken(no_compiler, caps
 
     assert doctor.main() == 0
     out = capsys.readouterr().out
-    line = next(line for line in out.splitlines() if line[9:].startswith("custom op"))
-    assert MISSING in line and "lesson 03 its LabConv2D twin" in line and "BROKEN" not in out
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line[9:].startswith("custom op"))
+    assert lines[at].startswith("[absent]") and "lesson 03 its LabConv2D twin" in lines[at] and "BROKEN" not in out
+    assert lines[at + 1].lstrip().startswith("->") and MISSING in lines[at + 1]  # what to do, on a line of its own
+    assert "[ok    ] g++" not in out and "[absent] g++" in out
+    assert max(len(line) for line in lines) <= 200, max(lines, key=len)
+    assert "The lessons and assignments run here." in out and "Everything cnnlab needs" not in out

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CheckFailed", "check_array", "check_close", "check_equal", "check_shape", "check_raises"]
+__all__ = ["CheckFailed", "check_array", "check_close", "check_equal", "check_loads_safely", "check_raises", "check_shape"]
 
 
 class CheckFailed(AssertionError):
@@ -160,3 +160,30 @@ def check_raises(name: str, fn, error: type[BaseException], match: str | None = 
     except Exception as other:  # noqa: BLE001
         raise CheckFailed(f"{name}: expected {error.__name__}, got {type(other).__name__}: {other}") from None
     raise CheckFailed(f"{name}: expected {error.__name__} to be raised, but nothing was raised.")
+
+
+def check_loads_safely(name: str, model) -> None:
+    """Pass when ``model`` survives what the grader does to it: saved, then loaded with Keras's ``safe_mode``.
+
+    The grader measures a model a notebook sends (``record_artefact``) in a process of its own,
+    which can load only built-in layers in a Sequential or functional model: no ``Lambda`` layer
+    (write ``1 - x`` as ``keras.layers.Rescaling(-1.0, 1.0)``) and no subclass of ``keras.Model``.
+    """
+    import tempfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    import keras  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="cnnlab-check-") as folder:
+        path = Path(folder) / "model.keras"
+        try:
+            model.save(path)
+            keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as error:  # noqa: BLE001 -- whatever fails here fails in the grader too
+            raise CheckFailed(
+                f"{name}: the grader could not load this model ({type(error).__name__}: {str(error)[:200]}). "
+                "Use built-in keras.layers in a Sequential or functional model: no Lambda layer "
+                "(1 - x is keras.layers.Rescaling(-1.0, 1.0)), no subclass of keras.Model."
+            ) from None
+    print(f"{name}: ok (saved and loaded as the grader does)")
+

@@ -9,6 +9,7 @@ from cnnlab.grading.checks import (
     check_array,
     check_close,
     check_equal,
+    check_loads_safely,
     check_raises,
     check_shape,
 )
@@ -77,3 +78,16 @@ def test_messages_show_numbers_as_numbers_not_numpy_reprs(capsys):
     assert "expected 3.0, got 2.0" in str(raised.value) and "np." not in str(raised.value)
     check_equal("pair", (np.int64(3), np.True_), (3, True))
     assert capsys.readouterr().out == "pair: ok ((3, True))\n"
+
+
+@pytest.mark.slow
+def test_a_model_the_grader_cannot_load_fails_its_check_with_the_way_out(capsys):
+    import keras
+
+    inputs = keras.Input((4,))
+    good = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Rescaling(-1.0, 1.0)(inputs)))
+    check_loads_safely("rescaled", good)
+    assert "rescaled: ok" in capsys.readouterr().out
+    bad = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Lambda(lambda t: 1.0 - t)(inputs)))
+    with pytest.raises(CheckFailed, match="no Lambda layer"):
+        check_loads_safely("lambda", bad)
