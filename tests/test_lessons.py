@@ -32,8 +32,12 @@ def test_lesson_opens_with_goals_and_ends_with_takeaways_and_questions(path):
     assert markdown[0].startswith("# ") and "**You will learn**" in markdown[0]
     ending = markdown[-1]
     assert "## Takeaways" in ending and "**Check yourself**" in ending
-    questions = re.findall(r"^\d+\. ", ending.split("**Check yourself**")[1], re.M)
+    asked, _, answered = ending.split("**Check yourself**")[1].partition("<details>")
+    questions = re.findall(r"^\d+\. ", asked, re.M)
     assert 3 <= len(questions) <= 4, f"{path.name}: {len(questions)} check-yourself questions"
+    assert "<summary>Answers</summary>" in answered and "</details>" in answered, f"{path.name}: no collapsed answers"
+    answers = re.findall(r"^\d+\. ", answered, re.M)
+    assert len(answers) == len(questions), f"{path.name}: {len(questions)} questions, {len(answers)} answers"
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
