@@ -172,13 +172,13 @@ def check_loads_safely(name: str, model) -> None:
     import tempfile  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    import keras  # noqa: PLC0415
+    from cnnlab.grading.pipeline.measure import load_model  # noqa: PLC0415 -- the grader's own loading
 
     with tempfile.TemporaryDirectory(prefix="cnnlab-check-") as folder:
         path = Path(folder) / "model.keras"
         try:
             model.save(path)
-            keras.saving.load_model(path, compile=False, safe_mode=True)
+            load_model(path)
         except Exception as error:  # noqa: BLE001 -- whatever fails here fails in the grader too
             raise CheckFailed(
                 f"{name}: the grader could not load this model ({type(error).__name__}: {str(error)[:200]}). "

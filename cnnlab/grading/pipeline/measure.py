@@ -42,7 +42,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["DATA", "STARTED", "TASKS", "main"]
+__all__ = ["DATA", "STARTED", "TASKS", "load_model", "main"]
 
 STARTED = "cnnlab-measure-started"
 
@@ -77,7 +77,8 @@ def _data(params: dict):
     return DATA[name]()
 
 
-def _load_model(path: Path):
+def load_model(path: Path):
+    """A model a notebook sent, loaded as the grader loads it: Keras's safe mode, no student code."""
     import keras  # noqa: PLC0415
 
     import cnnlab.layers  # noqa: F401, PLC0415 -- registers LabConv2D, which a model may use
@@ -97,7 +98,7 @@ def _accuracy(model, x, y) -> float:
 def keras_classifier(path: Path, params: dict) -> dict:
     if path.suffix != ".keras":
         raise ValueError("the artefact is not a saved Keras model")
-    model = _load_model(path)
+    model = load_model(path)
     x, y = _data(params)
     return {"accuracy": _accuracy(model, x, y), "parameters": float(model.count_params())}
 
@@ -115,7 +116,7 @@ def fgsm_images(path: Path, params: dict) -> dict:
     clean, labels = x[start:stop], y[start:stop]
     if images.shape != clean.shape:
         raise ValueError(f"the images have shape {images.shape}; {clean.shape} is needed")
-    network = _load_model(model_cache_dir() / NETWORKS[params["model"]])
+    network = load_model(model_cache_dir() / NETWORKS[params["model"]])
     attacked, before = _accuracy(network, images.astype("float32"), labels), _accuracy(network, clean, labels)
     return {"accuracy": attacked, "clean_accuracy": before, "accuracy_drop": before - attacked,
             "max_perturbation": float(np.max(np.abs(images.astype("float64") - clean)))}  # fmt: skip
@@ -132,7 +133,7 @@ def filter_ascent(path: Path, params: dict) -> dict:
     image = np.load(path, allow_pickle=False)
     if image.shape != (1, 28, 28, 1) or not np.isfinite(image).all():
         raise ValueError(f"the image has shape {image.shape}; (1, 28, 28, 1) of finite numbers is needed")
-    network = _load_model(model_cache_dir() / NETWORKS[params["model"]])
+    network = load_model(model_cache_dir() / NETWORKS[params["model"]])
     h = tf.convert_to_tensor(image.astype("float32"))
     for layer in network.layers:
         if layer.name == params["layer"]:
