@@ -1,9 +1,10 @@
 """Model builders that assignments and cached networks need, and the model cache.
 
-Lessons define the networks they teach in their own cells; this module keeps only
-what is shared: the keras-io MNIST convnet (trained once and cached for lesson and
-assignment 05), the plain/residual twins of assignment 04, the digit base that
-lesson and assignment 06 transfer from (also cached), and the cache itself.
+Lessons define and train the networks they teach in their own cells; this module
+keeps what the assignments and tests need: the keras-io MNIST convnet (lesson 05
+trains it; ``cnnlab pretrain`` trains it the same way and caches it for assignment
+05), the plain/residual twins of assignment 04, the digit base that assignment 06
+transfers from (lesson 06 pretrains its own the same way), and the cache itself.
 
 Shapes are channels-last: images ``(batch, 28, 28, 1)`` for MNIST.
 ``conv`` arguments take any layer class with ``Conv2D``'s signature
@@ -92,7 +93,7 @@ def model_cache_dir() -> Path:
 
 
 def mnist_convnet_path() -> Path:
-    """Where notebook 03 saves its trained convnet for notebooks 05 and 06."""
+    """Where :func:`load_or_train_mnist_convnet` caches the convnet of assignment 05."""
     return model_cache_dir() / "mnist_convnet.keras"
 
 
@@ -109,16 +110,16 @@ def load_or_train(path: Path, train: Callable[[], keras.Model]) -> keras.Model:
 def load_or_train_mnist_convnet(
     *, epochs: int = 15, seed: int = 0, path: Path | None = None, quiet: bool = False
 ):
-    """The trained MNIST convnet of notebook 03, reused by notebooks 05 and 06.
+    """The MNIST convnet of notebooks 03 and 05, trained as lesson 05 trains it, for assignment 05.
 
     Loads ``path`` (default ``~/.cache/cnnlab/models/mnist_convnet.keras``) when it
     exists, else trains :func:`mnist_convnet` deterministically on
-    :func:`cnnlab.data.load_mnist` and saves it there.
+    ``load_mnist(sample=True)`` (the same 4,000 digits on every machine) and saves it there.
     """
     from cnnlab.data import load_mnist  # noqa: PLC0415
 
     def train() -> keras.Model:
-        data = load_mnist(quiet=quiet)
+        data = load_mnist(quiet=quiet, sample=True)
         keras.utils.set_random_seed(seed)
         model = mnist_convnet()
         model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -179,7 +180,7 @@ def pretrained_digit_base(*, classes=(0, 1, 2, 3, 4), steps: int = 1200, seed: i
 
     Loads ``path`` (default ``~/.cache/cnnlab/models/digit_base_<classes>.keras``)
     when it exists, else trains deterministically on those digits of
-    :func:`cnnlab.data.load_mnist` and three shifted copies of them (about 20 seconds
+    ``load_mnist(sample=True)`` and three shifted copies of them (about 20 seconds
     on 2 cores) and saves it there.
     """
     from cnnlab.data import load_mnist, select_classes, shifted_copies  # noqa: PLC0415
@@ -188,7 +189,7 @@ def pretrained_digit_base(*, classes=(0, 1, 2, 3, 4), steps: int = 1200, seed: i
     classes = list(classes)
 
     def train() -> keras.Sequential:
-        data = load_mnist(quiet=quiet)
+        data = load_mnist(quiet=quiet, sample=True)
         x, y = select_classes(data.x_train, data.y_train, classes)
         x, y = shifted_copies(x, 3, seed=seed), np.tile(y, 4)
         keras.utils.set_random_seed(seed)
