@@ -1,7 +1,8 @@
 """The lessons and exercises in a real browser: JupyterLab as `make lab` starts it, driven in headless chromium.
 
 Every lesson and every exercise opens with no kernel-selection dialog, shows its stored figures and no error
-output; lessons 01 and 02 are run top to bottom in the browser, with Run > Run All Cells, and must end with no
+output; lessons 01 and 02, from copies with their outputs cleared, are run top to bottom in the browser with
+Run > Run All Cells, and must end with no
 error or stderr output, every figure drawn, and the kernel idle. Screenshots at a laptop's viewport land in the
 test's temporary folder.
 """
