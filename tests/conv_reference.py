@@ -15,22 +15,23 @@ def reference(x, w, dy, strides, padding):
     n, h, wd, c = x.shape
     fh, fw, _, k = w.shape
     (top, bottom), (left, right) = (
-        padding_amounts(h, fh, strides[0], padding.lower()),
-        padding_amounts(wd, fw, strides[1], padding.lower()),
+        padding_amounts(h, fh, strides[0], padding.lower()) if h else (0, 0),  # an empty axis: nothing to pad
+        padding_amounts(wd, fw, strides[1], padding.lower()) if wd else (0, 0),
     )
     xp = np.pad(x, [(0, 0), (top, bottom), (left, right), (0, 0)])
-    out_h = (h + top + bottom - fh) // strides[0] + 1
-    out_w = (wd + left + right - fw) // strides[1] + 1
+    out_h = (h + top + bottom - fh) // strides[0] + 1 if h else 0
+    out_w = (wd + left + right - fw) // strides[1] + 1 if wd else 0
     rows, cols = np.meshgrid(np.arange(out_h) * strides[0], np.arange(out_w) * strides[1], indexing="ij")
     taps_y, taps_x = np.meshgrid(np.arange(fh), np.arange(fw), indexing="ij")
     iy = rows[..., None, None] + taps_y  # (out_h, out_w, fh, fw)
     ix = cols[..., None, None] + taps_x
     patches = xp[:, iy, ix, :]  # (n, out_h, out_w, fh, fw, c)
     matrix = patches.reshape(n * out_h * out_w, fh * fw * c)
-    y = (matrix @ w.reshape(-1, k)).reshape(n, out_h, out_w, k)
-    dy_matrix = dy.reshape(-1, k)
+    w_matrix = w.reshape(fh * fw * c, k)  # explicit sizes: a -1 cannot be inferred when a size is 0
+    y = (matrix @ w_matrix).reshape(n, out_h, out_w, k)
+    dy_matrix = dy.reshape(n * out_h * out_w, k)
     dw = (matrix.T @ dy_matrix).reshape(w.shape)
-    dpatches = (dy_matrix @ w.reshape(-1, k).T).reshape(patches.shape)
+    dpatches = (dy_matrix @ w_matrix.T).reshape(patches.shape)
     dxp = np.zeros_like(xp)
     np.add.at(dxp, (slice(None), iy, ix, slice(None)), dpatches)
     dx = dxp[:, top : top + h, left : left + wd, :]

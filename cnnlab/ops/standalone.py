@@ -41,11 +41,16 @@ def geometry(x_shape, w_shape, strides=(1, 1), padding: str = "VALID") -> Geomet
     if in_c != w_in_c:
         raise ValueError(f"x has {in_c} channels but w expects {w_in_c}")
     sh, sw = strides
-    pad = padding.lower()
-    (top, _), (left, _) = padding_amounts(in_h, fh, sh, pad), padding_amounts(in_w, fw, sw, pad)
-    out_h = output_size(in_h, fh, sh, pad, strict=False)
-    out_w = output_size(in_w, fw, sw, pad, strict=False)
+    (top, out_h), (left, out_w) = _axis(in_h, fh, sh, padding), _axis(in_w, fw, sw, padding)
     return Geometry(batch, in_h, in_w, in_c, fh, fw, out_c, sh, sw, top, left, out_h, out_w)
+
+
+def _axis(size: int, f: int, stride: int, padding: str) -> tuple[int, int]:
+    """(zeros before, output size) along one axis; an empty axis (SAME only) has no output and no padding."""
+    if size == 0:
+        return 0, 0
+    pad = padding.lower()
+    return padding_amounts(size, f, stride, pad)[0], output_size(size, f, stride, pad, strict=False)
 
 
 def build_standalone(out_dir: Path | None = None) -> Path:

@@ -143,6 +143,60 @@ def test_empty_batch_gives_empty_output_and_zero_filter_gradient():
     np.testing.assert_array_equal(tape.gradient(loss, w), np.zeros([3, 3, 2, 4]))
 
 
+def _output_size(size, window, stride, padding):
+    return -(-size // stride) if padding == "SAME" else (size - window) // stride + 1
+
+
+@st.composite
+def zero_sized_cases(draw):
+    """Geometries with at least one of batch, height, width, in or out channels 0; strides up to 3, uneven."""
+    sizes = {name: draw(st.integers(0, 6)) for name in ("batch", "height", "width", "c_in", "c_out")}
+    zeroed = draw(st.lists(st.sampled_from(sorted(sizes)), min_size=1, max_size=3, unique=True))
+    sizes.update(dict.fromkeys(zeroed, 0))
+    padding = "SAME" if 0 in (sizes["height"], sizes["width"]) else draw(st.sampled_from(["VALID", "SAME"]))
+    fh = draw(st.integers(1, 3 if padding == "SAME" else max(1, min(3, sizes["height"]))))
+    fw = draw(st.integers(1, 3 if padding == "SAME" else max(1, min(3, sizes["width"]))))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    x_shape = (sizes["batch"], sizes["height"], sizes["width"], sizes["c_in"])
+    return x_shape, (fh, fw, sizes["c_in"], sizes["c_out"]), strides, padding
+
+
+ZERO_SIZED = [  # the cases that once killed the process
+    ((2, 0, 5, 3), (3, 3, 3, 16), (1, 1), "SAME"),  # zero height: the filter gradient divided by zero (SIGFPE)
+    ((2, 4, 0, 16), (3, 3, 16, 16), (2, 2), "SAME"),  # zero width, stride 2: a negative band width (length_error)
+    ((2, 5, 5, 0), (3, 3, 0, 4), (1, 1), "SAME"),
+    ((2, 5, 5, 3), (3, 3, 3, 0), (2, 1), "VALID"),
+    ((0, 5, 5, 16), (3, 3, 16, 16), (1, 1), "SAME"),
+]
+
+
+def _check_zero_sized(x_shape, w_shape, strides, padding, dtype):
+    """Every pass returns its full shape, all zeros: with a zero dimension each result is empty or sums nothing."""
+    (batch, height, width, _), (fh, fw, _, c_out) = x_shape, w_shape
+    y_shape = (batch, _output_size(height, fh, strides[0], padding), _output_size(width, fw, strides[1], padding), c_out)
+    x, w = tf.ones(x_shape, dtype), tf.ones(w_shape, dtype)
+    with tf.GradientTape() as tape:
+        tape.watch([x, w])
+        y = ops.conv2d(x, w, strides, padding)
+        loss = tf.reduce_sum(y * tf.ones(y_shape, dtype))
+    dx, dw = tape.gradient(loss, [x, w])
+    for name, got, shape in (("y", y, y_shape), ("dx", dx, x_shape), ("dw", dw, w_shape)):
+        assert tuple(got.shape) == shape, name
+        np.testing.assert_array_equal(got, np.zeros(shape), err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("case", ZERO_SIZED, ids=str)
+def test_the_cases_that_crashed_give_empty_or_zero_results(case, dtype):
+    _check_zero_sized(*case, dtype)
+
+
+@settings(max_examples=40)
+@given(zero_sized_cases(), st.sampled_from([tf.float32, tf.float64]))
+def test_any_zero_dimension_gives_empty_or_zero_results(case, dtype):
+    _check_zero_sized(*case, dtype)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [

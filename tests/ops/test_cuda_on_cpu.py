@@ -52,7 +52,7 @@ def mismatches(results, dtype):
     """The passes whose result is not within tolerance of the reference."""
     wrong = []
     for name, (got, want) in results.items():
-        scale = max(1.0, float(np.abs(want).max()))
+        scale = max(1.0, float(np.abs(want).max(initial=0.0)))
         if not np.allclose(got, want, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * scale):
             wrong.append(name)
     return wrong
@@ -66,17 +66,35 @@ def test_the_cuda_kernels_match_the_reference_on_the_cpu(kernels, dtype, x_shape
 
 @settings(max_examples=40, deadline=None)
 @given(
-    batch=st.integers(1, 3), in_h=st.integers(1, 19), in_w=st.integers(1, 19), in_c=st.integers(1, 9),
-    out_c=st.integers(1, 9), fh=st.integers(1, 5), fw=st.integers(1, 5), sh=st.integers(1, 3),
+    batch=st.integers(0, 3), in_h=st.integers(0, 19), in_w=st.integers(0, 19), in_c=st.integers(0, 9),
+    out_c=st.integers(0, 9), fh=st.integers(1, 5), fw=st.integers(1, 5), sh=st.integers(1, 3),
     sw=st.integers(1, 3), same=st.booleans(), dtype=st.sampled_from(["float64", "float32"]),
 )  # fmt: skip
 def test_the_cuda_kernels_match_the_reference_on_random_geometries(
     kernels, batch, in_h, in_w, in_c, out_c, fh, fw, sh, sw, same, dtype
 ):
+    same = same or 0 in (in_h, in_w)  # VALID needs a non-empty input
     if not same and (fh > in_h or fw > in_w):
         fh, fw = min(fh, in_h), min(fw, in_w)  # VALID needs the window to fit
     case = ((batch, in_h, in_w, in_c), (fh, fw, in_c, out_c), (sh, sw), "SAME" if same else "VALID")
     assert mismatches(run_passes(kernels, dtype, *case), dtype) == []
+
+
+ZERO_SIZED = [  # every pass of the bare launchers: an empty result, or zeros where the sum has no terms
+    ((2, 5, 5, 0), (3, 3, 0, 4), (1, 1), "SAME"),  # in_c = 0: the filter gradient divided by zero tiles (SIGFPE)
+    ((2, 5, 5, 3), (3, 3, 3, 0), (2, 1), "VALID"),  # out_c = 0
+    ((0, 5, 5, 3), (3, 3, 3, 4), (1, 1), "SAME"),  # no images
+    ((2, 0, 5, 3), (3, 3, 3, 4), (1, 1), "SAME"),  # zero height
+    ((2, 4, 0, 3), (3, 3, 3, 4), (2, 2), "SAME"),  # zero width, stride 2
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("x_shape", "w_shape", "strides", "padding"), ZERO_SIZED)
+def test_zero_sized_dimensions_give_empty_or_zero_results(kernels, dtype, x_shape, w_shape, strides, padding):
+    results = run_passes(kernels, dtype, x_shape, w_shape, strides, padding)
+    assert mismatches(results, dtype) == []
+    assert all(np.all(got == 0) for got, _ in results.values())
 
 
 def test_the_filter_gradient_is_split_along_k_in_these_cases():

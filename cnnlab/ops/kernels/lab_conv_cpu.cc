@@ -89,6 +89,16 @@ void Col2ImAdd(const ConvGeometry& g, const T* cols, T* image) {
   }
 }
 
+// An output whose elements each sum no terms (no input channels, no images, no
+// output positions to sum over) is all zeros. The kernels below assume at least
+// one term: with none, band and chunk sizes divide by zero or go negative.
+template <typename T>
+bool ZeroedForLackOfTerms(int64_t terms, T* out, int64_t size) {
+  if (terms > 0) return false;
+  std::fill(out, out + size, T(0));
+  return true;
+}
+
 // Rough cost of one unit of work, in CPU cycles, for TensorFlow's sharder.
 int64_t GemmCost(int64_t m, int64_t k, int64_t n) { return std::max<int64_t>(1, m * k * n / 8); }
 
@@ -140,6 +150,7 @@ constexpr int64_t kRowsPerBlock = 256;
 template <typename T>
 struct ConvFunctor<CPUDevice, T> {
   static absl::Status Forward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y) {
+    if (ZeroedForLackOfTerms(g.patch_size(), y, g.batch * g.patches() * g.out_c)) return absl::OkStatus();
     const Direct kind = DirectKernelFor<T>(g);
     if (kind == Direct::kVectorsOfOutputs) {
       DirectForward(ctx, kind, g, x, w, y);
@@ -172,6 +183,9 @@ struct ConvFunctor<CPUDevice, T> {
 
   static absl::Status BackpropInput(OpKernelContext* ctx, const ConvGeometry& g, const T* w, const T* dy,
                                     T* dx) {
+    if (ZeroedForLackOfTerms(g.patches() * g.out_c, dx, g.batch * g.in_h * g.in_w * g.in_c)) {
+      return absl::OkStatus();
+    }
     const ConvGeometry transposed = direct::TransposedGeometry(g);
     const Direct kind = DirectKernelFor<T>(transposed);
     if (g.stride_h == 1 && g.stride_w == 1 && kind != Direct::kNone) {
@@ -199,6 +213,7 @@ struct ConvFunctor<CPUDevice, T> {
 
   static absl::Status BackpropFilter(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* dy,
                                      T* dw) {
+    if (ZeroedForLackOfTerms(g.batch * g.patches(), dw, g.patch_size() * g.out_c)) return absl::OkStatus();
     const int64_t k = g.patch_size(), p = g.patches();
     const int64_t image_size = g.in_h * g.in_w * g.in_c;
     // Each chunk of images sums into its own partial gradient; the partials

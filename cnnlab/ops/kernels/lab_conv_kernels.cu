@@ -174,8 +174,9 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 template <typename T, typename Problem>
 cudaError_t Launch(const Problem& problem, int64_t m, int64_t n, int64_t k, int64_t splits, T* output,
                    cudaStream_t stream) {
+  if (m == 0 || n == 0) return cudaSuccess;  // an empty output: nothing to launch (a 0-block grid is an error)
   const bool accumulate = splits > 1;
-  if (accumulate || k == 0) {
+  if (accumulate || k == 0) {  // k == 0: every element sums no terms
     const cudaError_t zeroed = cudaMemsetAsync(output, 0, sizeof(T) * m * n, stream);
     if (zeroed != cudaSuccess || k == 0) return zeroed;
   }
@@ -191,6 +192,7 @@ cudaError_t Launch(const Problem& problem, int64_t m, int64_t n, int64_t k, int6
 // still doing at least 8 tiles of K.
 int64_t FilterGradientSplits(int64_t m, int64_t n, int64_t k) {
   const int64_t tiles = CeilDiv(m, kTileM) * CeilDiv(n, kTileN);
+  if (tiles == 0) return 1;  // an empty dw (in_c or out_c is 0): Launch returns at once
   const int64_t wanted = CeilDiv(1024, tiles);
   const int64_t most = CeilDiv(k, 8 * kTileK);
   return std::max<int64_t>(1, std::min<int64_t>(std::min<int64_t>(wanted, most), 65535));
