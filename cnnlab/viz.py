@@ -33,7 +33,7 @@ def stems(
 
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], *, cols: int = 4, cmap: str = "gray",
                size: float = 2.2, symmetric: bool = False, colorbar: bool = False, label: str = "value",
-               limit: float | None = None):  # fmt: skip
+               limit: float | None = None, value_range: tuple[float, float] | None = None):  # fmt: skip
     """Images ``(h, w)`` or ``(h, w, 3)`` in a grid with titles; pixel axes labelled on the first.
 
     Args:
@@ -43,6 +43,8 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], *, cols: int
         limit: with ``symmetric``, the scale's end (``-limit..limit``) instead of the largest
             magnitude shown, so that two figures can share one scale.
         colorbar: a colour bar beside every 2-D panel, each on its own scale.
+        value_range: ``(low, high)``, one fixed scale for every panel (e.g. ``(0, 1)`` for pixels),
+            with one colour bar labelled ``label``, so that panels are not each stretched to their own contrast.
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
@@ -56,6 +58,8 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], *, cols: int
     shown = None
     for ax, image, title in zip(axes.ravel(), images, titles, strict=False):
         kwargs = {"vmin": -limit, "vmax": limit} if symmetric and image.ndim == 2 else {}
+        if value_range is not None and image.ndim == 2:
+            kwargs = {"vmin": value_range[0], "vmax": value_range[1]}
         shown = ax.imshow(image, cmap=cmap if image.ndim == 2 else None, **kwargs)
         if colorbar and image.ndim == 2:
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
@@ -66,7 +70,7 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str], *, cols: int
     axes[0][0].set_xlabel("column")
     axes[0][0].set_ylabel("row")
     fig.tight_layout()
-    if symmetric and shown is not None:
+    if (symmetric or value_range is not None) and shown is not None:
         fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label=label)
     return fig
 

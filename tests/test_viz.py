@@ -76,3 +76,13 @@ def test_two_signed_grids_can_share_one_given_scale():
     (panel,) = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
     assert panel.images[0].get_clim() == (-0.6, 0.6)
     plt.close(fig)
+
+
+def test_image_grid_value_range_puts_every_panel_on_one_fixed_scale():
+    fig = viz.image_grid([np.full((3, 3), 0.2), np.full((3, 3), 0.6)], ["dim", "bright"], cols=2, value_range=(0, 1),
+                         label="pixel value")  # fmt: skip
+    images = [ax.images[0] for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert [image.get_clim() for image in images] == [(0, 1), (0, 1)]
+    colour_bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colour_bars) == 1 and colour_bars[0].get_ylabel() == "pixel value"
+    plt.close(fig)
