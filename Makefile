@@ -21,7 +21,7 @@ SOLUTIONS := $(wildcard solutions/*.ipynb)
 # nbval runs the lessons and the assignment sources; exercises/ are checked by `assign --check`.
 NOTEBOOK_DIRS := $(if $(LESSONS),notebooks) $(if $(SOLUTIONS),solutions)
 
-.PHONY: lab mark test setup ops cuda bench exercises grade sandbox browser
+.PHONY: lab mark test setup ops cuda bench exercises grade sandbox browser gpu-check
 
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 MARKING := --ServerApp.jpserver_extensions='{"cnnlab.marking": True}'
@@ -100,3 +100,8 @@ grade: setup
 bench: setup sandbox
 	$(BIN)/python benchmarks/bench_conv.py
 	$(BIN)/python benchmarks/bench_grading.py
+
+# On a machine with an NVIDIA GPU (PyTorch or CuPy, nvcc; no TensorFlow needed): builds the standalone
+# kernels, runs tests/gpu and the cuDNN benchmark, prints ptxas -v; one results file, under 8 minutes.
+gpu-check:
+	python3 benchmarks/gpu_check.py

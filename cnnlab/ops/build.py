@@ -42,6 +42,7 @@ never a silent fallback to ``tf.nn.conv2d``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -51,11 +52,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnnlab.ops.compile_cache import KERNELS, cached, kernel_files, key
 from cnnlab.paths import ops_cache
 
 __all__ = ["BuildError", "BuildPlan", "build", "cache_dir", "compiler_version", "describe", "plan"]
 
-KERNELS = Path(__file__).resolve().parent / "kernels"
 CPU_SOURCES = ("lab_conv_ops.cc", "lab_conv_cpu.cc")
 GPU_CXX_SOURCES = ("lab_conv_gpu.cc",)
 CUDA_SOURCES = ("lab_conv_kernels.cu",)
@@ -193,12 +194,7 @@ def _arch_flags(cxx: str, system: str = "Linux") -> tuple[str, ...]:
 
 
 def _source_hash() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(KERNELS.iterdir()):
-        if path.suffix in (".cc", ".cu", ".h"):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return key(files=kernel_files())
 
 
 def plan(gpu: str = "auto") -> BuildPlan:
@@ -372,16 +368,16 @@ def build(*, force: bool = False, gpu: str = "auto", quiet: bool = False) -> Pat
     Raises:
         BuildError: a tool is missing or a compile step failed.
     """
-    from filelock import FileLock  # noqa: PLC0415
-
+    if gpu not in GPU_CHOICES:
+        raise BuildError(f"gpu must be one of {', '.join(GPU_CHOICES)}; got {gpu!r}")
+    if not force and (found := recorded_build(gpu)) is not None:
+        return found  # no compiler needed, none probed
     p = plan(gpu)
     target = p.library
-    if target.is_file() and not force:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock", timeout=900):
-        if target.is_file() and not force:  # another process built it while we waited
-            return target
+    if force:
+        target.unlink(missing_ok=True)
+
+    def make(staged: Path) -> None:
         if not quiet:
             kind = "CPU and CUDA kernels" if p.gpu else f"CPU kernels only ({p.why_cpu_only})"
             print(
@@ -389,14 +385,73 @@ def build(*, force: bool = False, gpu: str = "auto", quiet: bool = False) -> Pat
                 flush=True,
             )
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as workdir:
-            staged = Path(workdir) / target.name
             _run_steps(_commands(p, Path(workdir), staged))
-            os.replace(staged, target)
+
+    cached(target, make)
+    _record(p)
     return target
+
+
+# What a built library was built for. A record lets a machine load the library without
+# a compiler (a JupyterHub image that compiled the op at build time and has no g++ at
+# run time) and lets every graded kernel skip the compiler probes.
+def _here() -> dict[str, str]:
+    """What must match for a built library to load and run correctly here; cheap: no subprocess."""
+    from cnnlab.env import import_tensorflow  # noqa: PLC0415
+
+    tf = import_tensorflow()
+    return {
+        "tensorflow": tf.__version__,
+        "tensorflow_flags": key(parts=[*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]),
+        "sources": _source_hash(),
+        "cpu_flags": key(parts=[_cpu_features()]),
+        "python": sys.version,
+        "system": platform.system(),
+        "our_flags": key(parts=[*CXX_FLAGS, *CUDA_ARCHS]),
+    }
+
+
+def _record_path(library: Path) -> Path:
+    return library.with_name(library.name + ".json")
+
+
+def _record(p: BuildPlan) -> None:
+    """Write what ``p.library`` was built for beside it (atomically)."""
+    record = {**_here(), "gpu": p.gpu, "key": p.key, "library": p.library.name,
+              "compilers": [compiler_version(p.cxx), compiler_version(p.nvcc) if p.nvcc else "no nvcc"]}  # fmt: skip
+    path = _record_path(p.library)
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staged.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(staged, path)
+
+
+def recorded_build(gpu: str = "auto") -> Path | None:
+    """A library already built for this machine's TensorFlow, sources, CPU and Python, or None.
+
+    ``gpu="auto"`` prefers a CUDA build (it runs the CPU kernels too); ``"yes"`` and ``"no"``
+    accept only that kind.
+    """
+    here = _here()
+    found: list[tuple[bool, Path]] = []
+    for path in sorted(cache_dir().glob("lab_conv_*.json")) if cache_dir().is_dir() else []:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        library = cache_dir() / str(record.get("library", ""))
+        if any(record.get(name) != value for name, value in here.items()) or not library.is_file():
+            continue
+        if gpu == "auto" or record.get("gpu") == (gpu == "yes"):
+            found.append((bool(record.get("gpu")), library))
+    return max(found)[1] if found else None
 
 
 def describe() -> str:
     """One line for ``cnnlab doctor``: is the op built for this machine, and which kind."""
+    found = recorded_build()
+    if found is not None:
+        gpu = json.loads(_record_path(found).read_text(encoding="utf-8")).get("gpu")
+        return f"built, {'CPU + CUDA kernels' if gpu else 'CPU kernels only'}: {found}"
     try:
         p = plan()
     except BuildError as error:

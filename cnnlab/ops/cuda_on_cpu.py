@@ -14,12 +14,11 @@ variants of the kernel source and a ThreadSanitizer build.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import subprocess
 from pathlib import Path
 
-from cnnlab.ops.build import KERNELS, BuildError, _find_cxx, cache_dir
+from cnnlab.ops.build import BuildError, _find_cxx, cache_dir
+from cnnlab.ops.compile_cache import KERNELS, cached, kernel_files, key
 
 __all__ = ["SHIM", "build_on_cpu", "compile_command"]
 
@@ -53,23 +52,16 @@ def build_on_cpu(source: Path | None = None, *, out_dir: Path | None = None, san
     """
     source = Path(source) if source else KERNELS / "lab_conv_kernels.cu"
     cxx = _find_cxx()
-    inputs = [source, *map(Path, extra_sources), KERNELS / "cuda_on_cpu.h", KERNELS / "conv_geometry.h",
-              KERNELS / "lab_conv_launchers.h"]  # fmt: skip
-    digest = hashlib.sha256(repr((cxx, sanitize, shared)).encode())
-    for path in inputs:
-        digest.update(path.read_bytes())
+    digest = key(parts=[cxx, sanitize, shared], files=[*kernel_files(), source, *map(Path, extra_sources)])
     out_dir = Path(out_dir) if out_dir else cache_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
     kind = "so" if shared else "bin"
-    target = out_dir / f"cuda_on_cpu_{source.stem}_{sanitize or 'plain'}_{digest.hexdigest()[:16]}.{kind}"
-    if target.is_file():
-        return target
-    staged = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    argv = compile_command(cxx, source, staged, sanitize=sanitize, extra_sources=extra_sources, shared=shared)
-    done = subprocess.run(argv, capture_output=True, text=True)
-    if done.returncode != 0:
-        staged.unlink(missing_ok=True)
-        errors = [line for line in (done.stdout + done.stderr).splitlines() if "error" in line.lower()]
-        raise BuildError(f"g++ failed on {source.name} (CUDA on the CPU):\n    " + "\n    ".join(errors[:12]))
-    os.replace(staged, target)
-    return target
+    target = out_dir / f"cuda_on_cpu_{source.stem}_{sanitize or 'plain'}_{digest}.{kind}"
+
+    def make(staged: Path) -> None:
+        argv = compile_command(cxx, source, staged, sanitize=sanitize, extra_sources=extra_sources, shared=shared)
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            errors = [line for line in (done.stdout + done.stderr).splitlines() if "error" in line.lower()]
+            raise BuildError(f"g++ failed on {source.name} (CUDA on the CPU):\n    " + "\n    ".join(errors[:12]))
+
+    return cached(target, make)

@@ -12,13 +12,12 @@ y (batch, out_h, out_w, out_c).
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
 import subprocess
 from pathlib import Path
 
 from cnnlab.conv import output_size, padding_amounts
-from cnnlab.ops.build import CUDA_ARCHS, KERNELS, BuildError, _find_cudart_dir, _find_nvcc, cache_dir
+from cnnlab.ops.build import CUDA_ARCHS, BuildError, _find_cudart_dir, _find_nvcc, cache_dir
+from cnnlab.ops.compile_cache import KERNELS, cached, kernel_files, key
 
 __all__ = ["CudaKernels", "Geometry", "build_standalone", "geometry"]
 
@@ -65,28 +64,25 @@ def build_standalone(out_dir: Path | None = None) -> Path:
     if cudart_dir is None:
         raise BuildError(f"libcudart_static.a not found beside {nvcc}; set $CUDA_HOME to the CUDA toolkit")
     source = KERNELS / "lab_conv_kernels.cu"
-    digest = hashlib.sha256(source.read_bytes() + (KERNELS / "conv_geometry.h").read_bytes()).hexdigest()[:16]
-    out_dir = Path(out_dir) if out_dir else cache_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"lab_conv_kernels_standalone_{digest}.so"
-    if target.is_file():
-        return target
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS]
-    staged = target.with_suffix(f".{os.getpid()}.tmp")
-    argv = [nvcc, "-shared", "-std=c++17", "-O3", "-Xcompiler", "-fPIC", *gencode, "-I", str(KERNELS),
-            "-L", cudart_dir, str(source), "-o", str(staged)]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True)
-    if done.returncode != 0:
-        errors = [line for line in (done.stdout + done.stderr).splitlines() if "error" in line.lower()]
-        raise BuildError("nvcc failed on lab_conv_kernels.cu:\n    " + "\n    ".join(errors[:12]))
-    os.replace(staged, target)
-    return target
+    flags = ["-shared", "-std=c++17", "-O3", "-Xcompiler", "-fPIC", *gencode]
+    out_dir = Path(out_dir) if out_dir else cache_dir()
+    target = out_dir / f"lab_conv_kernels_standalone_{key(parts=[nvcc, *flags], files=kernel_files())}.so"
+
+    def make(staged: Path) -> None:
+        argv = [nvcc, *flags, "-I", str(KERNELS), "-L", cudart_dir, str(source), "-o", str(staged)]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            errors = [line for line in (done.stdout + done.stderr).splitlines() if "error" in line.lower()]
+            raise BuildError("nvcc failed on lab_conv_kernels.cu:\n    " + "\n    ".join(errors[:12]))
+
+    return cached(target, make)
 
 
 class CudaKernels:
-    """ctypes bindings of the six launchers; pointers are plain ints (device addresses)."""
+    """ctypes bindings of the launchers; pointers are plain ints (device addresses)."""
 
-    _PASSES = ("forward", "backprop_input", "backprop_filter")
+    _PASSES = ("forward", "backprop_input", "backprop_filter", "backprop_filter_deterministic")
 
     def __init__(self, path: Path | None = None):
         self.lib = ctypes.CDLL(str(path or build_standalone()))
@@ -102,7 +98,8 @@ class CudaKernels:
         return self.lib.cnnlab_cuda_error_string(code).decode()
 
     def run(self, name: str, dtype: str, g: Geometry, a: int, b: int, out: int, stream: int = 0) -> None:
-        """Launch pass ``name`` (forward: a=x, b=w; backprop_input: a=w, b=dy; backprop_filter: a=x, b=dy)."""
+        """Launch pass ``name`` (forward: a=x, b=w; backprop_input: a=w, b=dy; backprop_filter and
+        backprop_filter_deterministic, which has no K-splits and so no atomics: a=x, b=dy)."""
         if name not in self._PASSES:
             raise ValueError(f"name must be one of {', '.join(self._PASSES)}, got {name!r}")
         suffix = {"float32": "f32", "float64": "f64"}.get(dtype)

@@ -1,5 +1,6 @@
 """cnnlab.ops.build: cache key, clear failures, one build under concurrency, static CUDA runtime."""
 
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +50,49 @@ def test_the_cache_key_follows_the_sources(monkeypatch):
     monkeypatch.setattr(build, "_source_hash", lambda: "edited")
     assert build.plan("no").key != first
     assert build.plan("no").library.name.startswith("lab_conv_cpu_")
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("a compiler was probed")
+
+
+def test_a_built_op_is_recorded_and_loads_without_probing_a_compiler(monkeypatch):
+    library = build.build(quiet=True)
+    record = json.loads(library.with_name(library.name + ".json").read_text())
+    assert record["library"] == library.name and record["key"] in library.name
+    assert record["gpu"] == library.name.startswith("lab_conv_gpu_") and record["python"] == sys.version
+    assert {"tensorflow", "cpu_flags", "sources", "compilers"} <= set(record)
+    for name in ("_find_cxx", "_find_nvcc", "compiler_version", "_arch_flags"):
+        monkeypatch.setattr(build, name, _refuse)
+    monkeypatch.setattr(build.subprocess, "run", _refuse)
+    assert build.build() == library
+    assert build.describe().startswith("built, ")
+
+
+def test_a_record_for_other_sources_or_another_cpu_is_not_used(monkeypatch):
+    build.build(quiet=True)
+    assert build.recorded_build() is not None
+    with monkeypatch.context() as patched:
+        patched.setattr(build, "_source_hash", lambda: "edited")
+        assert build.recorded_build() is None
+    with monkeypatch.context() as patched:
+        patched.setattr(build, "_cpu_features", lambda: "flags : sse2")
+        assert build.recorded_build() is None
+    assert build.recorded_build("yes" if build.recorded_build().name.startswith("lab_conv_gpu_") else "no")
+
+
+@pytest.mark.slow
+def test_a_machine_without_a_compiler_runs_the_op_built_earlier(tmp_path):
+    build.build(quiet=True)  # the image was built with a compiler ...
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler")}  # ... and runs without one
+    code = (
+        "import numpy as np\n"
+        "from cnnlab import ops\n"
+        "print(float(np.sum(ops.conv2d(np.ones((1, 3, 3, 1), 'float32'), np.ones((2, 2, 1, 1), 'float32')))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "16.0"
 
 
 @pytest.mark.slow

@@ -97,6 +97,23 @@ def test_zero_sized_dimensions_give_empty_or_zero_results(kernels, dtype, x_shap
     assert all(np.all(got == 0) for got, _ in results.values())
 
 
+def test_the_deterministic_filter_gradient_is_bitwise_the_same_on_every_run(kernels):
+    """Many K-splits (49 here) whose atomicAdds land in varying order; the deterministic launcher has none."""
+    x_shape, w_shape = (8, 28, 28, 32), (3, 3, 32, 64)
+    g = geometry(x_shape, w_shape, (1, 1), "SAME")
+    rng = np.random.default_rng(0)
+    x = np.ascontiguousarray(rng.standard_normal(x_shape), "float32")
+    dy = np.ascontiguousarray(rng.standard_normal((8, 28, 28, 64)), "float32")
+    runs = []
+    for _ in range(4):
+        dw = np.full(w_shape, np.nan, "float32")
+        kernels.run("backprop_filter_deterministic", "float32", g, x.ctypes.data, dy.ctypes.data, dw.ctypes.data)
+        runs.append(dw)
+    assert all(np.array_equal(runs[0], run) for run in runs[1:])
+    expected = reference(x.astype(float), np.zeros(w_shape), dy.astype(float), (1, 1), "SAME")[2]
+    np.testing.assert_allclose(runs[0], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
 def test_the_filter_gradient_is_split_along_k_in_these_cases():
     """The K-split path (partial sums added with atomicAdd by several blocks) is exercised."""
     splits = []

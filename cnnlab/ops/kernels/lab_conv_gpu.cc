@@ -8,6 +8,7 @@
 #include "lab_conv_launchers.h"
 #include "lab_conv_op_kernels.h"
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/util/determinism.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace cnnlab {
@@ -24,6 +25,7 @@ struct Launchers<float> {
   static constexpr auto forward = cnnlab_conv2d_forward_f32;
   static constexpr auto backprop_input = cnnlab_conv2d_backprop_input_f32;
   static constexpr auto backprop_filter = cnnlab_conv2d_backprop_filter_f32;
+  static constexpr auto backprop_filter_deterministic = cnnlab_conv2d_backprop_filter_deterministic_f32;
 };
 
 template <>
@@ -31,6 +33,7 @@ struct Launchers<double> {
   static constexpr auto forward = cnnlab_conv2d_forward_f64;
   static constexpr auto backprop_input = cnnlab_conv2d_backprop_input_f64;
   static constexpr auto backprop_filter = cnnlab_conv2d_backprop_filter_f64;
+  static constexpr auto backprop_filter_deterministic = cnnlab_conv2d_backprop_filter_deterministic_f64;
 };
 
 absl::Status LaunchStatus(int code, const char* what) {
@@ -54,7 +57,11 @@ struct ConvFunctor<GPUDevice, T> {
   }
   static absl::Status BackpropFilter(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* dy,
                                      T* dw) {
-    return LaunchStatus(Launchers<T>::backprop_filter(&g, x, dy, dw, Stream(ctx)), "filter gradient");
+    // Under tf.config.experimental.enable_op_determinism() (cnnlab.setup() turns it on),
+    // no K-splits: their atomicAdd order would vary the last bits from run to run.
+    const auto launch = ::tensorflow::OpDeterminismRequired() ? Launchers<T>::backprop_filter_deterministic
+                                                              : Launchers<T>::backprop_filter;
+    return LaunchStatus(launch(&g, x, dy, dw, Stream(ctx)), "filter gradient");
   }
 };
 

@@ -211,11 +211,15 @@ int BackpropInput(const ConvGeometry* g, const T* w, const T* dy, T* dx, cudaStr
                    stream);
 }
 
+// K-splits add their partial sums with atomicAdd in whatever order the blocks
+// finish, so two runs can differ in the last bits. `deterministic` launches one
+// split: every dw element is then summed by one thread, in a fixed order.
 template <typename T>
-int BackpropFilter(const ConvGeometry* g, const T* x, const T* dy, T* dw, cudaStream_t stream) {
+int BackpropFilter(const ConvGeometry* g, const T* x, const T* dy, T* dw, bool deterministic,
+                   cudaStream_t stream) {
   BackpropFilterProblem<T> p{ForwardProblem<T>{*g, x, nullptr, nullptr}, dy, dw};
   const int64_t m = g->patch_size(), n = g->out_c, k = g->batch * g->patches();
-  return Launch<T>(p, m, n, k, FilterGradientSplits(m, n, k), dw, stream);
+  return Launch<T>(p, m, n, k, deterministic ? 1 : FilterGradientSplits(m, n, k), dw, stream);
 }
 
 }  // namespace
@@ -243,11 +247,19 @@ int cnnlab_conv2d_backprop_input_f64(const ConvGeometry* g, const double* w, con
 }
 int cnnlab_conv2d_backprop_filter_f32(const ConvGeometry* g, const float* x, const float* dy, float* dw,
                                       cudaStream_t stream) {
-  return cnnlab::BackpropFilter(g, x, dy, dw, stream);
+  return cnnlab::BackpropFilter(g, x, dy, dw, false, stream);
 }
 int cnnlab_conv2d_backprop_filter_f64(const ConvGeometry* g, const double* x, const double* dy, double* dw,
                                       cudaStream_t stream) {
-  return cnnlab::BackpropFilter(g, x, dy, dw, stream);
+  return cnnlab::BackpropFilter(g, x, dy, dw, false, stream);
+}
+int cnnlab_conv2d_backprop_filter_deterministic_f32(const ConvGeometry* g, const float* x, const float* dy,
+                                                    float* dw, cudaStream_t stream) {
+  return cnnlab::BackpropFilter(g, x, dy, dw, true, stream);
+}
+int cnnlab_conv2d_backprop_filter_deterministic_f64(const ConvGeometry* g, const double* x, const double* dy,
+                                                    double* dw, cudaStream_t stream) {
+  return cnnlab::BackpropFilter(g, x, dy, dw, true, stream);
 }
 const char* cnnlab_cuda_error_string(int code) { return cudaGetErrorString(static_cast<cudaError_t>(code)); }
 

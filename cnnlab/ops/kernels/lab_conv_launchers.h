@@ -27,6 +27,13 @@ int cnnlab_conv2d_backprop_filter_f32(const cnnlab::ConvGeometry* g, const float
                                       float* dw, cudaStream_t stream);
 int cnnlab_conv2d_backprop_filter_f64(const cnnlab::ConvGeometry* g, const double* x, const double* dy,
                                       double* dw, cudaStream_t stream);
+// The filter gradient without K-splits: bitwise the same on every run (the
+// launchers above sum K-splits with atomicAdd, whose order varies in the last
+// bits). The TensorFlow op calls these when op determinism is enabled.
+int cnnlab_conv2d_backprop_filter_deterministic_f32(const cnnlab::ConvGeometry* g, const float* x,
+                                                    const float* dy, float* dw, cudaStream_t stream);
+int cnnlab_conv2d_backprop_filter_deterministic_f64(const cnnlab::ConvGeometry* g, const double* x,
+                                                    const double* dy, double* dw, cudaStream_t stream);
 // cudaGetErrorString for a code returned above.
 const char* cnnlab_cuda_error_string(int code);
 
