@@ -53,8 +53,8 @@ def _pretrain(_args: argparse.Namespace) -> int:
     # this step every graded submission of assignments 05 and 06 would retrain them.
     from cnnlab import models  # noqa: PLC0415
 
-    for name, load in (("MNIST convnet (notebooks 03, 05)", models.load_or_train_mnist_convnet),
-                       ("digit base, digits 0-4 (notebook 06)", models.pretrained_digit_base)):  # fmt: skip
+    for name, load in (("MNIST convnet (assignment 05)", models.load_or_train_mnist_convnet),
+                       ("digit base, digits 0-4 (assignment 06)", models.pretrained_digit_base)):  # fmt: skip
         print(f"{name}: {load(quiet=True).count_params():,} parameters, cached in {models.model_cache_dir()}",
               flush=True)  # fmt: skip
     return 0

@@ -70,8 +70,8 @@ def test_pretrain_loads_or_trains_both_shared_networks(monkeypatch, capsys):
     assert cli.main(["pretrain"]) == 0
     assert calls == [("convnet", True), ("base", True)]
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("MNIST convnet (notebooks 03, 05): 34,826 parameters, cached in ")
-    assert out[1].startswith("digit base, digits 0-4 (notebook 06): 224,677 parameters")
+    assert out[0].startswith("MNIST convnet (assignment 05): 34,826 parameters, cached in ")
+    assert out[1].startswith("digit base, digits 0-4 (assignment 06): 224,677 parameters")
 
 
 def test_doctor_reports_a_missing_sandbox_without_failing(monkeypatch):

@@ -24,7 +24,8 @@ __all__ = ["SHIM", "build_on_cpu", "compile_command"]
 
 SHIM = KERNELS / "cuda_on_cpu"  # cuda_runtime.h and cuda_runtime_api.h that include cuda_on_cpu.h
 _FLAGS = ("-std=c++20", "-pthread", "-Wall", "-Wno-unknown-pragmas")  # nvcc's `#pragma unroll` is unknown to g++
-_SANITIZERS = {None: ("-O2",), "thread": ("-O1", "-g", "-fsanitize=thread")}
+_SANITIZERS = {None: ("-O2",), "thread": ("-O1", "-g", "-fsanitize=thread"),
+               "address": ("-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer")}  # fmt: skip
 
 
 def compile_command(cxx: str, source: Path, output: Path, *, sanitize: str | None = None,
@@ -35,7 +36,7 @@ def compile_command(cxx: str, source: Path, output: Path, *, sanitize: str | Non
     builds an executable.
     """
     if sanitize not in _SANITIZERS:
-        raise ValueError(f"sanitize must be None or 'thread', got {sanitize!r}")
+        raise ValueError(f"sanitize must be None, 'thread' or 'address', got {sanitize!r}")
     kind = ["-shared", "-fPIC"] if shared else []
     return [cxx, *_FLAGS, *_SANITIZERS[sanitize], *kind, "-I", str(SHIM), "-I", str(KERNELS),
             "-x", "c++", str(source), "-x", "none", *map(str, extra_sources), "-o", str(output)]  # fmt: skip

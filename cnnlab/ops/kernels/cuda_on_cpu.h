@@ -20,6 +20,23 @@
 // - Launches are synchronous: they return when the grid is done. Streams are accepted
 //   and ignored, which is stricter than CUDA's in-order streams.
 //
+// - Between barriers a block's threads run in the order CNNLAB_CUDA_THREAD_ORDER names:
+//   "ascending" (the default), "descending" or "shuffled" (a new order each round,
+//   seeded by the block). In ascending order a thread's writes are always visible to
+//   higher threads even without a barrier; the other orders expose a missing barrier
+//   whichever way the data flows.
+// - Every __shared__ array a kernel marks with CNNLAB_POISON_SHARED(array) is filled
+//   with NaN when a new block starts, as a GPU leaves whatever the last kernel wrote:
+//   a tile entry that is read before this block writes it shows up in the result.
+// - A launch is checked against a GPU's limits: at most 1024 threads per block,
+//   blockDim.z <= 64, gridDim.y and gridDim.z <= 65535, gridDim.x < 2^31.
+//
+// What it cannot show: warps and their divergence, the GPU memory model (every write
+// here is visible at once to the next fiber), bank conflicts, the shared-memory limit
+// per block (__shared__ sizes are not counted), occupancy and speed. Those need a GPU
+// (benchmarks/gpu_check.py). ThreadSanitizer sees races between blocks, not inside one:
+// the fiber switches are happens-before edges.
+//
 // Used through the shim headers in cuda_on_cpu/ (cuda_runtime.h, cuda_runtime_api.h),
 // which replace CUDA's on the include path. The kernels launch with
 // CNNLAB_LAUNCH(grid, block, shared_bytes, stream, kernel)(args...), which nvcc
@@ -38,7 +55,10 @@
 #include <cstring>
 #include <latch>
 #include <memory>
+#include <random>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #if defined(__SANITIZE_THREAD__)
@@ -100,6 +120,29 @@ namespace cuda_on_cpu {
 
 inline thread_local cudaError_t last_error = cudaSuccess;
 
+// A number for the block this worker runs now, new for every block of every launch.
+inline thread_local uint64_t block_serial = 0;
+inline std::atomic<uint64_t> next_block_serial{1};
+
+// CNNLAB_POISON_SHARED(array): the first thread of a block to get here fills the array with
+// NaN (all bits set: NaN as float and as double); later threads of the same block do not.
+inline void poison_once(void* array, std::size_t bytes) {
+  static thread_local std::unordered_map<void*, uint64_t> poisoned_in;
+  uint64_t& serial = poisoned_in[array];
+  if (serial == block_serial) return;
+  serial = block_serial;
+  std::memset(array, 0xFF, bytes);
+}
+
+enum class Order { kAscending, kDescending, kShuffled };
+
+// CNNLAB_CUDA_THREAD_ORDER: the order a block's threads take turns between barriers.
+inline Order thread_order() {
+  const char* env = std::getenv("CNNLAB_CUDA_THREAD_ORDER");
+  const std::string_view name = env ? env : "ascending";
+  return name == "descending" ? Order::kDescending : name == "shuffled" ? Order::kShuffled : Order::kAscending;
+}
+
 // The fibers of one block, and the barrier they meet at.
 class Block {
  public:
@@ -132,11 +175,17 @@ class Block {
     tsan_scheduler_ = __tsan_get_current_fiber();
 #endif
     current_block() = this;
+    block_serial = next_block_serial.fetch_add(1, std::memory_order_relaxed);
+    const Order order = thread_order();
+    std::vector<unsigned> turns(n);
+    for (unsigned t = 0; t < n; ++t) turns[t] = order == Order::kDescending ? n - 1 - t : t;
+    std::minstd_rand shuffle(static_cast<unsigned>(block_serial));
     unsigned done = 0;
     bool ok = true;
     while (done < n) {
       unsigned waiting = 0;
-      for (unsigned t = 0; t < n; ++t) {
+      if (order == Order::kShuffled) std::shuffle(turns.begin(), turns.end(), shuffle);
+      for (unsigned t : turns) {
         Fiber& f = fibers_[t];
         if (f.state != kRunnable) continue;
         running_ = t;
@@ -223,7 +272,9 @@ template <typename... Params, typename... Args>
 cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, Args... args) {
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
   const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
-  if (threads == 0 || threads > 1024 || blocks == 0) return last_error = cudaErrorInvalidConfiguration;
+  const bool too_large = threads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 ||
+                         grid.x > 0x7FFFFFFFu || grid.y > 65535 || grid.z > 65535;  // a GPU's limits
+  if (threads == 0 || blocks == 0 || too_large) return last_error = cudaErrorInvalidConfiguration;
   // Relaxed on purpose: taking a block must not order one block's memory accesses
   // before another's, or ThreadSanitizer could not see races between blocks.
   std::atomic<uint64_t> next{0};
@@ -261,6 +312,8 @@ inline void __syncthreads() { cuda_on_cpu::Block::current_block()->barrier(); }
 
 #define CNNLAB_LAUNCH(grid, block, shared_bytes, stream, ...) \
   ::cuda_on_cpu::launcher(__VA_ARGS__, dim3(grid), dim3(block))
+
+#define CNNLAB_POISON_SHARED(array) ::cuda_on_cpu::poison_once(&(array), sizeof(array))
 
 // ---- the runtime calls the launchers make ---------------------------------------
 inline cudaError_t cudaMemsetAsync(void* pointer, int value, std::size_t bytes, cudaStream_t = nullptr) {

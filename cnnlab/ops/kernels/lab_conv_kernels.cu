@@ -26,6 +26,9 @@
 #ifndef CNNLAB_LAUNCH
 #define CNNLAB_LAUNCH(grid, block, shared_bytes, stream, ...) __VA_ARGS__<<<grid, block, shared_bytes, stream>>>
 #endif
+#ifndef CNNLAB_POISON_SHARED  // cuda_on_cpu.h fills shared tiles with NaN at each block start; a GPU needs nothing
+#define CNNLAB_POISON_SHARED(array)
+#endif
 
 namespace cnnlab {
 namespace {
@@ -103,8 +106,12 @@ template <typename T, typename Problem>
 __global__ void __launch_bounds__(kThreads)
     TiledImplicitGemm(Problem problem, int64_t m_size, int64_t n_size, int64_t k_size, int64_t k_per_split,
                       bool accumulate) {
-  __shared__ T a_tile[kTileK][kTileM];
+  // One column of padding: the loader below has neighbouring threads store kTileM elements
+  // apart, which without it is the same shared-memory bank for 16 threads: a 16-way conflict.
+  __shared__ T a_tile[kTileK][kTileM + 1];
   __shared__ T b_tile[kTileK][kTileN];
+  CNNLAB_POISON_SHARED(a_tile);  // CUDA on the CPU: NaN at every block start, as stale memory would be
+  CNNLAB_POISON_SHARED(b_tile);
   const int tid = threadIdx.x;
   const int tx = tid % 16, ty = tid / 16;
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kTileM;

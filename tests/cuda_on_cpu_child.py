@@ -1,0 +1,42 @@
+"""Runs a CUDA-on-CPU kernel pass in a child process, every buffer between bands of NaN.
+
+``tests/ops/test_cuda_on_cpu.py`` calls :func:`run_pass` through a process pool: a kernel
+that corrupts the heap then kills only the child, and the test that ran it fails by name.
+The NaN bands make the other out-of-bounds accesses deterministic: a read past an input
+brings NaN into the result, and a write past the output overwrites the band.
+"""
+
+import os
+
+import numpy as np
+
+from cnnlab.ops.standalone import CudaKernels, Geometry
+
+BAND = 256  # NaN elements before and after every buffer
+_LOADED: dict[str, CudaKernels] = {}
+
+
+def guarded(array: np.ndarray) -> tuple[np.ndarray, int]:
+    """``array`` copied into the middle of a NaN-banded buffer: (buffer, address of the array in it)."""
+    flat = np.ascontiguousarray(array).ravel()
+    buffer = np.full(flat.size + 2 * BAND, np.nan, flat.dtype)
+    buffer[BAND : BAND + flat.size] = flat
+    return buffer, buffer.ctypes.data + BAND * buffer.itemsize
+
+
+def run_pass(library: str, name: str, dtype: str, fields: tuple, a: np.ndarray, b: np.ndarray, out_shape: tuple,
+             order: str) -> tuple[np.ndarray, list[str]]:  # fmt: skip
+    """Pass ``name`` with threads in ``order``: (the result, what it did outside its buffers)."""
+    os.environ["CNNLAB_CUDA_THREAD_ORDER"] = order
+    kernels = _LOADED.setdefault(library, CudaKernels(library))
+    (a_buffer, a_at), (b_buffer, b_at) = guarded(a.astype(dtype)), guarded(b.astype(dtype))
+    out_buffer, out_at = guarded(np.full(out_shape, np.nan, dtype))
+    inputs_before = a_buffer.copy(), b_buffer.copy()
+    kernels.run(name, dtype, Geometry(*fields), a_at, b_at, out_at)
+    size = int(np.prod(out_shape))
+    outside = []
+    if not (np.isnan(out_buffer[:BAND]).all() and np.isnan(out_buffer[BAND + size :]).all()):
+        outside.append(f"{name} wrote outside its output")
+    if not all(np.array_equal(now, before, equal_nan=True) for now, before in zip((a_buffer, b_buffer), inputs_before, strict=True)):
+        outside.append(f"{name} wrote into an input")
+    return out_buffer[BAND : BAND + size].reshape(out_shape), outside
