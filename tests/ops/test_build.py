@@ -95,23 +95,26 @@ def test_a_machine_without_a_compiler_runs_the_op_built_earlier(tmp_path):
     assert done.stdout.strip().splitlines()[-1] == "16.0"
 
 
-@pytest.mark.slow
-def test_parallel_first_uses_build_once_and_both_load(tmp_path):
-    env = {**os.environ, "CNNLAB_OPS_CACHE": str(tmp_path)}
-    code = textwrap.dedent("""\
-        from cnnlab.ops import build
-        import cnnlab, numpy as np
-        tf = cnnlab.import_tensorflow()
-        path = build.build(gpu="no")
-        lib = tf.load_op_library(str(path))
-        y = lib.lab_conv2d(tf.ones([1, 4, 4, 1]), tf.ones([3, 3, 1, 1]), strides=[1, 1], padding="VALID")
-        assert np.allclose(y.numpy(), 9.0), y
-        print(path)
-        """)
+def test_parallel_first_uses_build_once(tmp_path):
+    """Two processes need the op at once: one compiles, the other waits for it; both get the same library.
+
+    The compiler is a stand-in that takes two seconds per step and counts its calls, so that the test
+    is about the cache's lock; the real compile is covered by every test that loads the op.
+    """
+    calls = tmp_path / "calls"
+    fake = tmp_path / "fake-g++"
+    fake.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        if [ "$1" = "--version" ]; then echo "fake g++ 1.0"; exit 0; fi
+        echo "$@" >> {calls}
+        sleep 2
+        while [ "$#" -gt 0 ]; do if [ "$1" = "-o" ]; then touch "$2"; fi; shift; done
+        """))
+    fake.chmod(0o755)
+    env = {**os.environ, "CNNLAB_OPS_CACHE": str(tmp_path / "cache"), "CXX": str(fake)}
+    code = "from cnnlab.ops import build\nprint(build.build(gpu='no'))"
     workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     results = [worker.communicate(timeout=600) for worker in workers]
@@ -120,8 +123,12 @@ def test_parallel_first_uses_build_once_and_both_load(tmp_path):
     outputs = "".join(out for out, _ in results)
     assert outputs.count("compiling the custom convolution op") == 1
     assert "CPU kernels only (GPU build not requested" in outputs
-    assert len(list(tmp_path.glob("*.so"))) == 1
-    assert not list(tmp_path.glob(".build-*")), "temporary build directories are cleaned up"
+    libraries = {out.strip().splitlines()[-1] for out, _ in results}
+    assert len(libraries) == 1 and len(list((tmp_path / "cache").glob("*.so"))) == 1
+    steps = calls.read_text().splitlines()
+    assert sum(" -c " in f" {step} " for step in steps) == len(build.CPU_SOURCES)  # each source compiled once
+    assert sum("-shared" in step.split() for step in steps) == 1  # and linked once
+    assert not list((tmp_path / "cache").glob(".build-*")), "temporary build directories are cleaned up"
 
 
 @pytest.mark.skipif(build._find_nvcc() is None, reason="nvcc not installed (make cuda): no GPU build to check")
