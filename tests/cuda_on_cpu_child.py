@@ -28,7 +28,9 @@ def run_pass(library: str, name: str, dtype: str, fields: tuple, a: np.ndarray, 
              order: str) -> tuple[np.ndarray, list[str]]:  # fmt: skip
     """Pass ``name`` with threads in ``order``: (the result, what it did outside its buffers)."""
     os.environ["CNNLAB_CUDA_THREAD_ORDER"] = order
-    kernels = _LOADED.setdefault(library, CudaKernels(library))
+    if library not in _LOADED:  # load and bind once per child, not once per pass
+        _LOADED[library] = CudaKernels(library)
+    kernels = _LOADED[library]
     (a_buffer, a_at), (b_buffer, b_at) = guarded(a.astype(dtype)), guarded(b.astype(dtype))
     out_buffer, out_at = guarded(np.full(out_shape, np.nan, dtype))
     inputs_before = a_buffer.copy(), b_buffer.copy()

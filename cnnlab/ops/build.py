@@ -450,7 +450,7 @@ def describe() -> str:
     """One line for ``cnnlab doctor``: is the op built for this machine, and which kind."""
     found = recorded_build()
     if found is not None:
-        gpu = json.loads(_record_path(found).read_text(encoding="utf-8")).get("gpu")
+        gpu = found.name.startswith("lab_conv_gpu_")  # BuildPlan.library names the kind
         return f"built, {'CPU + CUDA kernels' if gpu else 'CPU kernels only'}: {found}"
     try:
         p = plan()
