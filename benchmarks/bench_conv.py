@@ -28,8 +28,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kernel_rigs/ lives beside the package
 
 LAYERS = [  # (name, (batch, h, w, c_in), (fh, fw, c_in, c_out), padding)
     ("28x28x1->32 VALID", (128, 28, 28, 1), (3, 3, 1, 32), "VALID"),
@@ -70,7 +73,7 @@ def print_row(layer, passname, ours_s, theirs_s, work, target=None):
 def kernel_resources() -> None:
     """ptxas's registers, shared memory and spills per CUDA kernel, and the occupancy on sm_90."""
     from cnnlab.ops.build import BuildError
-    from cnnlab.ops.resources import SM90, kernel_resources, occupancy, threads_per_block
+    from kernel_rigs.resources import SM90, kernel_resources, occupancy, threads_per_block
 
     try:
         kernels = kernel_resources(SM90.arch)
@@ -179,7 +182,7 @@ def mnist_epoch(repeats: int) -> float:
 
 def _gpu_passes(torch, functional, kernels, stream, x_shape, w_shape, padding):
     """{pass: (ours, cuDNN)} for one layer, each a function of no arguments."""
-    from cnnlab.ops.standalone import geometry
+    from kernel_rigs.standalone import geometry
 
     g = geometry(x_shape, w_shape, (1, 1), padding)
     x = torch.randn(x_shape, device="cuda")
@@ -214,7 +217,7 @@ def gpu_layers(repeats: int) -> None:
         sys.exit("--device gpu compares against cuDNN through PyTorch: pip install torch")
     if not torch.cuda.is_available():
         sys.exit("--device gpu needs an NVIDIA GPU visible to PyTorch")
-    from cnnlab.ops.standalone import CudaKernels
+    from kernel_rigs.standalone import CudaKernels
 
     kernels = CudaKernels()
     torch.backends.cudnn.benchmark = True

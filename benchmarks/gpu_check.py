@@ -9,7 +9,7 @@ whole check stays under 8 minutes:
 
 1. the machine: ``nvidia-smi``, Python, PyTorch/CuPy and nvcc versions;
 2. ``ptxas -v`` for ``lab_conv_kernels.cu`` (registers, shared memory, spills per kernel);
-3. the standalone CUDA library (:func:`cnnlab.ops.standalone.build_standalone`);
+3. the standalone CUDA library (:func:`kernel_rigs.standalone.build_standalone`);
 4. ``pytest tests/gpu -m gpu``: every pass against the float64 reference;
 5. ``benchmarks/bench_conv.py --device gpu``: our kernels against cuDNN, with the
    targets (every pass at least 0.5x cuDNN at 28x28x32->64 and 56x56x64->64, batch 128, fp32).
@@ -83,7 +83,7 @@ def commands(out: Path) -> dict[str, list[str]]:
         "machine": [python, "-c", machine + f"print(subprocess.run([{compiler!r}, '--version'], capture_output=True, text=True).stdout)"],
         "ptxas -v": [compiler, "-c", "-std=c++17", "-O3", "-Xptxas", "-v", "-gencode=arch=compute_90,code=sm_90",
                      "-I", str(KERNELS), str(KERNELS / "lab_conv_kernels.cu"), "-o", str(out / "lab_conv_kernels.o")],
-        "standalone build": [python, "-c", "from cnnlab.ops.standalone import build_standalone; print(build_standalone())"],
+        "standalone build": [python, "-c", "from kernel_rigs.standalone import build_standalone; print(build_standalone())"],
         "tests/gpu": [python, "-m", "pytest", "tests/gpu", "-m", "gpu", "-v", "-p", "no:cacheprovider"],
         "bench_conv.py --device gpu": [python, "benchmarks/bench_conv.py", "--device", "gpu"],
     }  # fmt: skip

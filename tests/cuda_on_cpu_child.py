@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from cnnlab.ops.standalone import CudaKernels, Geometry
+from kernel_rigs.standalone import CudaKernels, Geometry
 
 BAND = 256  # NaN elements before and after every buffer
 _LOADED: dict[str, CudaKernels] = {}

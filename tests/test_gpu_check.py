@@ -33,7 +33,7 @@ def test_without_a_gpu_it_stops_with_one_clear_line(tmp_path):
 
 
 def test_what_the_gpu_steps_import_works_without_tensorflow(tmp_path):
-    code = ("from cnnlab.ops.standalone import CudaKernels, geometry, build_standalone\n"
+    code = ("from kernel_rigs.standalone import CudaKernels, geometry, build_standalone\n"
             "from cnnlab.ops.build import _find_nvcc\n"
             "import conv_reference\n"
             "print(geometry((1, 5, 5, 2), (3, 3, 2, 4), (1, 1), 'SAME'))")  # fmt: skip

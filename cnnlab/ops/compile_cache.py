@@ -1,7 +1,7 @@
 """One compile cache for every build of the kernels: the op, the standalone CUDA library, CUDA on the CPU.
 
 A build's output is named by a key over *every* input: each source and header under
-``kernels/`` (the shims of ``kernels/cuda_on_cpu/`` too), any extra source, and the parts
+``kernels/``, any extra source (the CUDA-on-CPU headers of ``kernel_rigs/``), and the parts
 of the command line that change the binary. Editing any header therefore rebuilds every
 library that may include it; a stale library is never reused.
 

@@ -1,7 +1,7 @@
 """The CUDA kernels on their own, against a float64 NumPy reference.
 
 Runs on a machine with an NVIDIA GPU and nvcc, TensorFlow optional: the .cu
-file is built alone (cnnlab.ops.standalone) and called through ctypes on GPU
+file is built alone (kernel_rigs.standalone) and called through ctypes on GPU
 memory from PyTorch or CuPy. Skipped where there is no GPU.
 
     python -m pytest tests/gpu -m gpu -v
@@ -84,7 +84,7 @@ class Device:
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize(("x_shape", "w_shape", "strides", "padding"), CASES)
 def test_kernels_match_the_float64_reference(dtype, x_shape, w_shape, strides, padding):
-    from cnnlab.ops.standalone import CudaKernels, geometry
+    from kernel_rigs.standalone import CudaKernels, geometry
 
     kernels = CudaKernels()
     device = Device(LIBRARY)
@@ -113,7 +113,7 @@ def test_kernels_match_the_float64_reference(dtype, x_shape, w_shape, strides, p
 @pytest.mark.skipif(_find_nvcc() is None, reason="needs nvcc (make cuda)")
 def test_standalone_library_builds_and_binds_without_a_gpu(tmp_path):
     """Runs wherever nvcc is (CI included): the .cu compiles alone and exports the C API."""
-    from cnnlab.ops.standalone import CudaKernels, build_standalone
+    from kernel_rigs.standalone import CudaKernels, build_standalone
 
     kernels = CudaKernels(build_standalone(tmp_path))
     assert kernels.error_string(0) == "no error"

@@ -2,13 +2,14 @@
 
 import pytest
 
-from cnnlab.ops import compile_cache, cuda_on_cpu, standalone
+from cnnlab.ops import compile_cache
+from kernel_rigs import cuda_on_cpu, standalone
 
 
 def test_every_kernel_source_and_header_is_an_input():
     names = {path.name for path in compile_cache.kernel_files()}
-    assert {"lab_conv_kernels.cu", "lab_conv_cpu.cc", "lab_conv_launchers.h", "conv_geometry.h", "cuda_on_cpu.h",
-            "cuda_runtime.h"} <= names  # fmt: skip
+    assert {"lab_conv_kernels.cu", "lab_conv_cpu.cc", "lab_conv_launchers.h", "conv_geometry.h"} <= names
+    assert not names & {"cuda_on_cpu.h", "cuda_runtime.h"}  # the CPU stand-ins are rigs, outside the package
 
 
 def test_the_key_follows_every_file_and_part(tmp_path):
@@ -60,10 +61,22 @@ def test_the_standalone_build_is_renamed_when_the_launchers_header_changes(monke
     assert len(set(targets)) == 2  # the edited header is never served by the old library
 
 
-def test_the_cuda_on_cpu_build_is_renamed_when_a_shim_or_header_changes(monkeypatch, tmp_path):
+def test_the_cuda_on_cpu_build_is_renamed_when_a_kernel_header_changes(monkeypatch, tmp_path):
     targets = []
     monkeypatch.setattr(cuda_on_cpu, "cached", lambda target, make: targets.append(target.name) or target)
     cuda_on_cpu.build_on_cpu(out_dir=tmp_path)
     monkeypatch.setattr(cuda_on_cpu, "kernel_files", lambda: _edited_launchers_header(tmp_path))
+    cuda_on_cpu.build_on_cpu(out_dir=tmp_path)
+    assert len(set(targets)) == 2
+
+
+def test_the_cuda_on_cpu_build_is_renamed_when_a_stand_in_header_changes(monkeypatch, tmp_path):
+    targets = []
+    monkeypatch.setattr(cuda_on_cpu, "cached", lambda target, make: targets.append(target.name) or target)
+    cuda_on_cpu.build_on_cpu(out_dir=tmp_path)
+    original = cuda_on_cpu.SHIM / "cuda_on_cpu.h"
+    edited = tmp_path / original.name
+    edited.write_text(original.read_text() + "\n// edited\n")
+    monkeypatch.setattr(cuda_on_cpu, "shim_files", lambda: [edited if p == original else p for p in sorted(cuda_on_cpu.SHIM.glob("*.h"))])
     cuda_on_cpu.build_on_cpu(out_dir=tmp_path)
     assert len(set(targets)) == 2

@@ -26,8 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnlab.ops.compile_cache import KERNELS
-from cnnlab.ops.cuda_on_cpu import build_on_cpu
-from cnnlab.ops.standalone import CudaKernels, Geometry, geometry
+from kernel_rigs.cuda_on_cpu import build_on_cpu
+from kernel_rigs.standalone import CudaKernels, Geometry, geometry
 
 DRIVER = Path(__file__).with_name("cuda_on_cpu_driver.cc")
 TOY = Path(__file__).parents[1] / "toy_kernels.cu"

@@ -1,12 +1,12 @@
-"""ptxas's resource report, parsed, and the occupancy it allows on an sm_90 SM (cnnlab.ops.resources)."""
+"""ptxas's resource report, parsed, and the occupancy it allows on an sm_90 SM (kernel_rigs.resources)."""
 
 import os
 
 import pytest
 
-from cnnlab.ops import resources
 from cnnlab.ops.build import _wheel_nvcc
-from cnnlab.ops.resources import SM90, KernelResources, occupancy, parse_ptxas
+from kernel_rigs import resources
+from kernel_rigs.resources import SM90, KernelResources, occupancy, parse_ptxas
 
 REPORT = """\
 ptxas info    : 0 bytes gmem

@@ -2,10 +2,10 @@
 
 No GPU has been lent to this project, so this is how CI executes the real kernel
 source: the same file nvcc compiles, with CUDA's runtime headers replaced by
-``kernels/cuda_on_cpu/`` (blocks on worker threads, a block's threads as fibers,
+``kernel_rigs/cuda_on_cpu/`` (blocks on worker threads, a block's threads as fibers,
 ``__syncthreads()`` a real barrier, ``atomicAdd`` a real atomic; see
-``kernels/cuda_on_cpu.h``). The library exports the same six launchers as the GPU
-build, so :class:`cnnlab.ops.standalone.CudaKernels` binds it; the pointers are
+``cuda_on_cpu/cuda_on_cpu.h``). The library exports the same launchers as the GPU
+build, so :class:`kernel_rigs.standalone.CudaKernels` binds it; the pointers are
 host addresses (``numpy_array.ctypes.data``).
 
 Used by ``tests/ops/test_cuda_on_cpu.py``, which also builds deliberately broken
@@ -20,12 +20,17 @@ from pathlib import Path
 from cnnlab.ops.build import BuildError, _find_cxx, cache_dir
 from cnnlab.ops.compile_cache import KERNELS, cached, kernel_files, key
 
-__all__ = ["SHIM", "build_on_cpu", "compile_command"]
+__all__ = ["SHIM", "build_on_cpu", "compile_command", "shim_files"]
 
-SHIM = KERNELS / "cuda_on_cpu"  # cuda_runtime.h and cuda_runtime_api.h that include cuda_on_cpu.h
+SHIM = Path(__file__).resolve().parent / "cuda_on_cpu"  # cuda_runtime.h, cuda_runtime_api.h and cuda_on_cpu.h
 _FLAGS = ("-std=c++20", "-pthread", "-Wall", "-Wno-unknown-pragmas")  # nvcc's `#pragma unroll` is unknown to g++
 _SANITIZERS = {None: ("-O2",), "thread": ("-O1", "-g", "-fsanitize=thread"),
                "address": ("-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer")}  # fmt: skip
+
+
+def shim_files() -> list[Path]:
+    """The headers that stand in for CUDA's, sorted: part of every CUDA-on-CPU build's key."""
+    return sorted(SHIM.glob("*.h"))
 
 
 def compile_command(cxx: str, source: Path, output: Path, *, sanitize: str | None = None,
@@ -53,7 +58,7 @@ def build_on_cpu(source: Path | None = None, *, out_dir: Path | None = None, san
     """
     source = Path(source) if source else KERNELS / "lab_conv_kernels.cu"
     cxx = _find_cxx()
-    digest = key(parts=[cxx, sanitize, shared], files=[*kernel_files(), source, *map(Path, extra_sources)])
+    digest = key(parts=[cxx, sanitize, shared], files=[*kernel_files(), *shim_files(), source, *map(Path, extra_sources)])
     out_dir = Path(out_dir) if out_dir else cache_dir()
     kind = "so" if shared else "bin"
     target = out_dir / f"cuda_on_cpu_{source.stem}_{sanitize or 'plain'}_{digest}.{kind}"

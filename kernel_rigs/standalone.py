@@ -1,5 +1,7 @@
 """The CUDA kernels without TensorFlow: build ``lab_conv_kernels.cu`` alone, call it with ctypes.
 
+A test and benchmark rig (not installed with cnnlab).
+
 Used by ``tests/gpu/`` and ``benchmarks/bench_conv.py --device gpu`` on a GPU
 machine where TensorFlow may be missing. Device memory comes from whichever
 array library is installed (PyTorch or CuPy); this module only passes raw

@@ -21,7 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.ops.build import KERNELS, BuildError, _find_nvcc
+from cnnlab.ops.build import BuildError, _find_nvcc
+from cnnlab.ops.compile_cache import KERNELS
 
 __all__ = ["SM90", "KernelResources", "SmLimits", "kernel_resources", "occupancy", "parse_ptxas", "threads_per_block"]
 
