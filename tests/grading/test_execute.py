@@ -117,3 +117,52 @@ def test_every_frame_of_a_message_is_size_checked():
     metadata = b"[" + b"0," * 100_000 + b"0]"  # 200 kB of JSON: over the 64 KiB a metadata frame may have
     parts = [header, session.pack({}), metadata, session.pack({"name": "stdout", "text": "hi"})]
     assert session.deserialize([session.sign(parts), *parts])["metadata"][DROPPED]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="kernel slots have uids of their own only when the grader is root")
+def test_a_fork_bomb_that_starves_the_watchdog_is_still_named_for_its_processes(tmp_path, monkeypatch):
+    """On a loaded machine the watchdog's thread may not run before the cell times out: the time-out looks first."""
+    from cnnlab.grading.pipeline import execute as executing  # noqa: PLC0415
+
+    monkeypatch.setattr(executing._Watchdog, "run", lambda self: None)  # a thread that never got the CPU
+    probe()
+    limits = Limits(cell_seconds=5, notebook_seconds=60, scratch_mb=64)
+    with kernel_uids(1) as uids:
+        kernels = Kernels(Sandbox(limits=limits), limits, seed=3, root=tmp_path, uids=uids)
+        nb = nbformat.read(SUBMISSIONS / "fork_bomb" / "conv_basics.ipynb", as_version=4)
+        _, execution = kernels.run(nb)
+        assert execution.status == "processes"
+        assert _tasks_of(uids[0]) == 0
+
+
+def test_a_single_look_kills_a_tree_past_its_process_limit():
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from cnnlab.grading.pipeline.execute import _Watchdog  # noqa: PLC0415
+
+    spawner = "import subprocess, time\nkids = [subprocess.Popen(['sleep', '60']) for _ in range(6)]\ntime.sleep(60)\n"
+    parent = subprocess.Popen([sys.executable, "-c", spawner])
+    try:
+        dog = _Watchdog(parent.pid, Limits(processes=2, memory_mb=10**6, notebook_seconds=10**6), time.monotonic())
+        deadline = time.monotonic() + 30
+        while dog.check() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the six children exist
+        assert dog.reason == "processes" and dog.check() == "processes"
+        assert parent.wait(timeout=10) == -9
+    finally:
+        parent.kill()
+
+
+@pytest.mark.parametrize("kind, folder", [("v1", "pids"), ("v2", "")])
+def test_the_cgroup_says_when_it_refused_a_task(tmp_path, kind, folder):
+    from cnnlab.grading.pipeline.cgroups import KernelCgroup  # noqa: PLC0415
+
+    group = KernelCgroup(kind, {folder: tmp_path})
+    assert not group.refused_tasks()  # no pids.events: nothing known to be refused
+    (tmp_path / "pids.events").write_text("max 0\n")
+    assert not group.refused_tasks()
+    (tmp_path / "pids.events").write_text("max 17\n")
+    assert group.refused_tasks()

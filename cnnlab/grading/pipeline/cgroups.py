@@ -156,6 +156,11 @@ class KernelCgroup:
         counts = dict(line.split()[:2] for line in text.splitlines() if len(line.split()) >= 2)
         return int(counts.get("oom_kill", "0") or 0) > 0
 
+    def refused_tasks(self) -> bool:
+        """Whether the Linux kernel refused this cgroup a new process or thread (``pids.max`` reached)."""
+        counts = dict(line.split()[:2] for line in self._read("pids", "pids.events").splitlines() if len(line.split()) >= 2)
+        return int(counts.get("max", "0") or 0) > 0
+
     def hit_limit(self) -> bool:
         """Whether the cgroup's memory ever reached its limit (a request failed or had to be reclaimed for)."""
         if self.kind == "v1":

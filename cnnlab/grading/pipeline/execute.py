@@ -194,24 +194,35 @@ class _Watchdog(threading.Thread):
         self.peak = 0.0
         self.sandbox_init: int | None = None  # pid 1 of the sandbox's PID namespace, once seen
         self._finished = threading.Event()
+        self._checking = threading.Lock()
 
     def run(self) -> None:
-        while not self._finished.wait(0.1):
+        while not self._finished.wait(0.1) and self.check() is None:
+            pass
+
+    def check(self) -> str | None:
+        """One look at the kernel's tree: kill it if it is past a limit; return ``reason`` (None: within limits).
+
+        The thread calls this ten times a second; the client calls it too when a cell times out, so a
+        tree that starved this thread of CPU (a fork bomb on a busy machine) is still named for what it did.
+        """
+        with self._checking:
+            if self.reason:
+                return self.reason
             listed = _tree_with_starts(self.pid, cap=self.limits.processes + 3)
             pids = [pid for pid, _ in listed]
             if self.sandbox_init is None:
                 self.sandbox_init = _sandbox_init(pids[:3])  # bwrap, then its pid 1: near the root
             if len(pids) > self.limits.processes + 3:  # + the sandbox's own processes
                 self._kill("processes", listed)
-                return
+                return self.reason
             memory = _memory_mb(pids)
             self.peak = max(self.peak, memory, self.cgroup.peak_mb() if self.cgroup else 0.0)
             if memory > self.limits.memory_mb or (self.cgroup is not None and self.cgroup.oom_killed()):
                 self._kill("memory", listed)
             elif time.monotonic() - self.started > self.limits.notebook_seconds:
                 self._kill("timeout", listed)
-            if self.reason:
-                return
+            return self.reason
 
     def _kill(self, reason: str, listed: list[tuple[int, str | None]]) -> None:
         self.reason = reason
@@ -368,6 +379,8 @@ class _GradingClient(NotebookClient):
 
     async def _async_handle_timeout(self, timeout, cell=None):
         self.execution.timed_out_cells.add(self.current_cell)
+        if self.watchdog is not None:
+            self.watchdog.check()  # a cell that outran its time may have been busy breaking a limit
         return await super()._async_handle_timeout(timeout, cell)
 
     def _counted(self, msg) -> bool:
@@ -471,6 +484,8 @@ def execute(nb, kernel_dirs: Path, kernel_name: str, cwd: Path, ipc_dir: Path, l
                 execution.status, execution.died_at_cell = client.watchdog.reason, client.current_cell
         if cgroup is not None and cgroup.oom_killed() and execution.status in ("ok", "kernel-died", GRADER_ERROR):
             execution.status, execution.died_at_cell = "memory", client.current_cell
+        if cgroup is not None and cgroup.refused_tasks() and execution.status in ("kernel-died", "timeout"):
+            execution.status, execution.died_at_cell = "processes", client.current_cell
         if cgroup is not None:
             execution.memory_limit_hit = cgroup.hit_limit()
             execution.peak_memory_mb = max(execution.peak_memory_mb, cgroup.peak_mb())

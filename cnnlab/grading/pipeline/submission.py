@@ -50,7 +50,8 @@ def _zero(assignment: Assignment) -> tuple[CellResult, ...]:
 _STATUS_NOTES = {
     "timeout": "time limit reached ({cell:g} s per cell, {notebook:g} s per notebook); cells after it were not scored",
     "memory": "the kernel used more than {memory} MiB and was stopped",
-    "processes": "the kernel started more than {processes} processes and was stopped",
+    "processes": "the kernel started more than {processes} processes, or more than {threads} processes and threads "
+                 "together, and was stopped",
     "kernel-died": "the kernel exited (os._exit, a crash, or a signal); tests after that point score 0",
 }
 RERUNS = 3  # fresh kernels after a crash, per submission
@@ -63,7 +64,7 @@ def _execution_notes(execution: Execution, limits: Limits) -> tuple[str, ...]:
     notes = []
     if template := _STATUS_NOTES.get(execution.status):
         note = template.format(cell=limits.cell_seconds, notebook=limits.notebook_seconds, memory=limits.memory_mb,
-                               processes=limits.processes)  # fmt: skip
+                               processes=limits.processes, threads=limits.threads)  # fmt: skip
         if execution.status in ("memory", "processes"):
             note += f" (by {_ENFORCED.get(execution.enforced_by, execution.enforced_by)})"
         notes.append(note)
