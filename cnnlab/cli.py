@@ -83,6 +83,8 @@ def _assign(args: argparse.Namespace) -> int:
                 return 1
             print(f"{args.out_dir} is in sync with {args.source_dir}")
             return 0
+        if args.roster is not None:
+            return _assign_per_student(args)
         result = assign.assign(args.source_dir, args.out_dir)
         for line in [*result.warnings, *result.rubrics]:
             print(f"warning: {line}", file=sys.stderr)
@@ -91,6 +93,33 @@ def _assign(args: argparse.Namespace) -> int:
         print(f"cnnlab assign: {error}", file=sys.stderr)
         return 1
     print(f"wrote {len(written)} student version(s) into {args.out_dir}")
+    return 0
+
+
+def _secret(path: Path | None) -> bytes | None:
+    from cnnlab.grading.authoring import variants  # noqa: PLC0415
+
+    return None if path is None else variants.read_secret(path)
+
+
+def _assign_per_student(args: argparse.Namespace) -> int:
+    from cnnlab.grading.authoring import assign, variants  # noqa: PLC0415
+
+    if args.secret is None:
+        raise variants.VariantError("--roster needs --secret FILE: the course secret each student's values are "
+                                    "drawn with (a new one is written there if the file does not exist)")  # fmt: skip
+    out = args.out_dir if args.out_dir != Path("exercises") else Path("release")
+    students = variants.read_roster(args.roster, args.roster_column)
+    if args.secret.exists():
+        secret = variants.read_secret(args.secret)
+    else:
+        secret = variants.new_secret(args.secret)
+        print(f"wrote a new course secret to {args.secret}: keep it (grading needs it) and never release it")
+    result = assign.assign_per_student(args.source_dir, out, students, secret)
+    for line in [*result.warnings, *result.rubrics]:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"wrote {len(result.written)} notebooks for {len(students)} students into {out}/<student>/<assignment>/; "
+          "release each student's folder to that student only")  # fmt: skip
     return 0
 
 
@@ -117,12 +146,12 @@ def _grade(args: argparse.Namespace) -> int:
     if any(tls) and not all(tls):
         print("cnnlab grade: --tls-ca-file, --tls-cert and --tls-key go together", file=sys.stderr)
         return 1
-    run = GradeRun(source=args.source, out=args.out, limits=limits, workers=args.workers, seed=args.seed,
-                   sandbox=args.sandbox, only_not_gradable=args.only_not_gradable, late_policy=policy,
-                   scheduler=args.scheduler, insecure=args.insecure, tls=tls if all(tls) else None,
-                   kernel_uids=args.kernel_uids)  # fmt: skip
     try:
-        results = grade(args.submissions, run)
+        results = grade(args.submissions, GradeRun(
+            source=args.source, out=args.out, limits=limits, workers=args.workers, seed=args.seed,
+            sandbox=args.sandbox, only_not_gradable=args.only_not_gradable, late_policy=policy,
+            scheduler=args.scheduler, insecure=args.insecure, tls=tls if all(tls) else None,
+            kernel_uids=args.kernel_uids, secret=_secret(args.secret)))  # fmt: skip
     except Interrupted as error:
         print(f"cnnlab grade: {error}", file=sys.stderr)
         return 130
@@ -268,6 +297,12 @@ def parser() -> argparse.ArgumentParser:
                         help="exit non-zero if out_dir is out of date, or a test cell records no value")  # fmt: skip
     assign.add_argument("--allow-unrecorded", action="store_true",
                         help="with --check: only warn about test cells that record no value (plain nbgrader sources)")  # fmt: skip
+    assign.add_argument("--roster", type=Path, default=None,
+                        help="one student per line (or a CSV with a 'student' column): write each student a copy "
+                             "with their own variant values into out_dir/<student>/<assignment>/ (default release/)")  # fmt: skip
+    assign.add_argument("--roster-column", default="student", help="the roster CSV's column of student names")
+    assign.add_argument("--secret", type=Path, default=None,
+                        help="with --roster: the course secret file (made if missing); grade with the same file")  # fmt: skip
     assign.set_defaults(run=_assign)
 
     grade = commands.add_parser("grade", help="grade submissions (notebooks or nbgrader submitted/ folders)")
@@ -302,6 +337,9 @@ def parser() -> argparse.ArgumentParser:
     grade.add_argument("--tls-ca-file", default=None, help="CA certificate of the cluster (with --tls-cert, --tls-key)")
     grade.add_argument("--tls-cert", default=None, help="this grader's certificate for a tls:// scheduler")
     grade.add_argument("--tls-key", default=None, help="this grader's private key for a tls:// scheduler")
+    grade.add_argument("--secret", type=Path, default=None,
+                       help="the course secret file `cnnlab assign --roster` used: each student is graded with their "
+                            "own variant values (default: every student with the source's values)")  # fmt: skip
     grade.add_argument("--kernel-uids", default=None, metavar="START-END",
                        help="uids kernels run as when grading as root (default 60578-61183, or $CNNLAB_KERNEL_UIDS)")  # fmt: skip
     late = grade.add_argument_group("deadline and late penalty (the time comes from nbgrader's timestamp.txt)")

@@ -15,7 +15,7 @@ import nbformat
 __all__ = ["clean_metadata", "refresh"]
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-CELL_METADATA_KEPT = ("nbgrader", "deletable", "editable", "tags")
+CELL_METADATA_KEPT = ("nbgrader", "deletable", "editable", "tags", "cnnlab")  # "cnnlab": a variant cell's choices (grading.authoring.variants)
 
 
 def clean_metadata(nb) -> None:

@@ -155,9 +155,9 @@ def graph_gradients(w0, x0, w1, x1, w2):
     jumps = np.cumprod([1] + list(strides[:-1]))  # product of the strides before each layer
     return int(1 + np.sum((np.asarray(kernel_sizes) - 1) * jumps))
 ''',
-            "sobel_magnitude": '''def sobel_magnitude(image):
+            "edge_magnitude": '''def edge_magnitude(image):
     """image (h, w) -> edge magnitude (h - 2, w - 2)."""
-    sx = np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
+    sx = np.outer(np.asarray(EDGE_WEIGHTS, np.float32), np.array([-1, 0, 1], np.float32))
     windows = np.lib.stride_tricks.sliding_window_view(np.asarray(image, np.float32), (3, 3))
     gx = np.einsum("ijab,ab->ij", windows, sx)
     gy = np.einsum("ijab,ab->ij", windows, sx.T)
@@ -639,15 +639,16 @@ def most_confused(matrix, k=3):
         r = (r - 1) * s + f
     return r
 ''',
-            "sobel_magnitude": '''def sobel_magnitude(image):
+            "edge_magnitude": '''def edge_magnitude(image):
     """image (h, w) -> edge magnitude (h - 2, w - 2)."""
+    a, b, c = EDGE_WEIGHTS
     p = np.asarray(image, float)
     left, mid, right = p[:, :-2], p[:, 1:-1], p[:, 2:]
     horiz = right - left  # (h, w - 2)
-    gx = horiz[:-2] + 2 * horiz[1:-1] + horiz[2:]
+    gx = a * horiz[:-2] + b * horiz[1:-1] + c * horiz[2:]
     top, bottom = p[:-2], p[2:]
     vert = bottom - top  # (h - 2, w)
-    gy = vert[:, :-2] + 2 * vert[:, 1:-1] + vert[:, 2:]
+    gy = a * vert[:, :-2] + b * vert[:, 1:-1] + c * vert[:, 2:]
     return np.sqrt(gx * gx + gy * gy)
 ''',
             "find_template": '''def find_template(image, template):

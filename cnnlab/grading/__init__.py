@@ -8,7 +8,9 @@ Instructor side: ``cnnlab assign`` (:mod:`cnnlab.grading.authoring.assign`) and
 ``cnnlab grade`` (:mod:`cnnlab.grading.grade`).
 """
 
-from cnnlab.grading.authoring.source import SourceError, validate
+from cnnlab.grading.authoring.source import SourceError
 from cnnlab.grading.record import grading_rng, record, record_artefact
 
-__all__ = ["SourceError", "grading_rng", "record", "record_artefact", "validate"]
+# No `validate` here: it would be shadowed by the submodule cnnlab.grading.validate (`cnnlab validate`)
+# as soon as that is imported. Sources are checked by cnnlab.grading.authoring.source.validate.
+__all__ = ["SourceError", "grading_rng", "record", "record_artefact"]

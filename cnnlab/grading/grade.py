@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import random
 import tempfile
@@ -69,6 +70,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnnlab.grading.authoring import variants
 from cnnlab.grading.authoring.source import SourceError, grade_items, read_notebook, validate
 from cnnlab.grading.distribution import cluster
 from cnnlab.grading.pipeline import cgroups
@@ -116,6 +118,7 @@ class GradeRun:
     insecure: bool = False  # allow a plain tcp:// scheduler (recorded in grades.json)
     tls: tuple[str, str, str] | None = None  # (CA file, certificate, key) for a tls:// scheduler
     kernel_uids: str | None = None  # START-END: the uids kernels run as (default: sandbox.KERNEL_UIDS)
+    secret: bytes | None = field(default=None, repr=False)  # course secret: each student's variant values
 
 
 class Interrupted(RuntimeError):
@@ -139,6 +142,7 @@ def load_assignments(source: Path) -> dict[str, Assignment]:
     for name, path in named:
         nb = read_notebook(path)
         validate(nb, str(path))
+        variants.choices(nb)  # a malformed variant cell stops the run here, before any kernel
         assignments[name] = Assignment(name, path, nb, tuple(grade_items(nb)))
     return assignments
 
@@ -171,6 +175,33 @@ def _reference(kernels: Kernels, assignment: Assignment) -> tuple[Reference, lis
                 notes.append(f"{assignment.name}: {grade_id} records {key!r} = False in the source itself; a "
                              "student whose answer makes it True will fail (record the value with at_least/at_most)")  # fmt: skip
     return reference, notes
+
+
+def _references(kernels: Kernels, needed: dict[tuple[str, str], Assignment],
+                workers: int) -> tuple[dict[tuple[str, str], Reference], dict[tuple[str, str], str]]:
+    """Run each distinct (assignment, variant) source once, side by side: ``(references, why unavailable)``.
+
+    Raises :class:`SourceError` when a source (in any variant) fails its own tests.
+    """
+    references, unavailable, notes = {}, {}, set()
+
+    def one(item):
+        (name, key), assignment = item
+        try:
+            references[name, key], found = _reference(kernels, assignment)
+            notes.update(found)
+        except KernelFailure as error:
+            unavailable[name, key] = f"the source could not be run: {error}"
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for done in [pool.submit(one, item) for item in sorted(needed.items())]:
+            done.result()
+    for note in sorted(notes):
+        print(f"note: {note}", flush=True)
+    if len(needed) > len({name for name, _ in needed}):
+        print(f"variants: the sources ran once for each of {len(needed)} distinct (assignment, variant) pairs",
+              flush=True)  # fmt: skip
+    return references, unavailable
 
 
 def _timed(result: SubmissionResult, policy: LatePolicy | None) -> SubmissionResult:
@@ -206,6 +237,26 @@ def _run_all(jobs: list, workers: int, progress: bool, finished) -> list[Submiss
         raise
     pool.shutdown()
     return [r for r in results if r is not None]
+
+
+def _secret_fingerprint(secret: bytes | None) -> str | None:
+    """Names the course secret in a journal without revealing it (None: the source's values for everyone)."""
+    return None if secret is None else hashlib.sha256(b"cnnlab variants\0" + secret).hexdigest()[:12]
+
+
+def variant_of(assignment: Assignment, student: str, secret: bytes | None) -> tuple[Assignment, str]:
+    """``(the assignment as ``student`` was issued it, a key naming that variant)``.
+
+    With a course secret and a variant cell in the source, the cell's values are drawn for the
+    student's name (:func:`~cnnlab.grading.authoring.variants.draw`), never read from the notebook;
+    otherwise the source is used as it is (key ``""``).
+    """
+    options = variants.choices(assignment.nb)
+    if not options or secret is None:
+        return assignment, ""
+    values = variants.draw(secret, assignment.name, student, options)
+    key = json.dumps(values, sort_keys=True)
+    return dataclasses.replace(assignment, nb=variants.with_values(assignment.nb, values)), key
 
 
 def _sources_digest(assignments: dict[str, Assignment]) -> str:
@@ -284,7 +335,8 @@ def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
         redo = {(r.student, r.assignment) for r in earlier.results if r.status == "not-gradable"}
         submissions = [s for s in submissions if (s.student, s.assignment) in redo]
     header = {"sandbox": run.sandbox, "source": str(run.source.resolve()), "sources": _sources_digest(assignments),
-              "late_policy": run.late_policy.to_json() if run.late_policy else None}  # fmt: skip
+              "late_policy": run.late_policy.to_json() if run.late_policy else None,
+              "variants": _secret_fingerprint(run.secret)}  # fmt: skip
     seed = run.seed if run.seed is not None else earlier.seed if earlier else Journal.seed_in(run.out, header)
     seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
     journal = Journal(run.out, {**header, "seed": seed})
@@ -326,24 +378,28 @@ def grade(inputs: list[Path], run: GradeRun) -> list[SubmissionResult]:
 def _grade_all(submissions: list[Submission], assignments: dict[str, Assignment], kernels: Kernels, run: GradeRun,
                seed: int, journal: Journal) -> list[SubmissionResult]:  # fmt: skip
     """Run each assignment's source, then grade ``submissions``, journaling each row as it finishes."""
-    references: dict[str, Reference] = {}
-    unavailable: dict[str, str] = {}
-    for name in sorted({s.assignment for s in submissions if s.assignment in assignments and not s.status}):
-        try:
-            references[name], notes = _reference(kernels, assignments[name])
-        except KernelFailure as error:
-            unavailable[name] = f"the source could not be run: {error}"
-            continue
-        for note in notes:
-            print(f"note: {note}", flush=True)
+    issued = {(s.student, s.assignment): variant_of(assignments[s.assignment], s.student, run.secret)
+              for s in submissions if s.assignment in assignments}  # fmt: skip
+    if run.secret is None and (declared := sorted(n for n, a in assignments.items() if variants.choices(a.nb))):
+        print(f"note: {', '.join(declared)} declare variant parameters, but no --secret was given: every submission "
+              "is graded with the source's values", flush=True)  # fmt: skip
+    needed = {}  # one reference run per distinct (assignment, variant) that a gradable submission needs
+    for s in submissions:
+        if s.assignment in assignments and not s.status:
+            assignment, key = issued[s.student, s.assignment]
+            needed[s.assignment, key] = assignment
+    references, unavailable = _references(kernels, needed, run.workers)
 
     def finished(row: SubmissionResult) -> SubmissionResult:
         row = _timed(row, run.late_policy)
         journal.append(row)
         return row
 
-    jobs = [(s, assignments.get(s.assignment), references.get(s.assignment), unavailable.get(s.assignment, ""),
-             kernels) for s in submissions]  # fmt: skip
+    jobs = []
+    for s in submissions:
+        assignment, key = issued.get((s.student, s.assignment), (None, ""))
+        jobs.append((s, assignment, references.get((s.assignment, key)), unavailable.get((s.assignment, key), ""),
+                     kernels))  # fmt: skip
     if run.scheduler:
         return cluster.run_all(run.scheduler, [job[:4] for job in jobs], run.limits, seed, kernels.sandbox.enabled,
                                run.progress, finished, insecure=run.insecure, tls=run.tls)  # fmt: skip

@@ -1,4 +1,4 @@
-"""cnnlab.grading.validate: a malformed source is rejected with the cell named."""
+"""cnnlab.grading.authoring.source.validate: a malformed source is rejected with the cell named."""
 
 import copy
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnnlab.grading import SourceError, validate
-from cnnlab.grading.authoring.source import question_of, read_notebook
+from cnnlab.grading import SourceError
+from cnnlab.grading.authoring.source import question_of, read_notebook, validate
 
 SOURCE = Path(__file__).parents[1] / "fixtures" / "source" / "conv_basics.ipynb"
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import nbformat
 
+from cnnlab.grading.authoring import variants
 from cnnlab.grading.authoring.source import read_notebook, rubric_problems, unrecorded_tests, validate
 from cnnlab.notebooks import clean_metadata
 
-__all__ = ["AssignResult", "assign", "check", "student_version", "render"]
+__all__ = ["AssignResult", "assign", "assign_per_student", "check", "student_version", "render"]
 
 
 def _preprocessors():
@@ -58,6 +59,7 @@ def normalise(nb) -> None:
 def student_version(source_nb, name: str = "notebook"):
     """The student version of a validated source notebook (a new object)."""
     validate(source_nb, name)
+    variants.choices(source_nb)  # a malformed variant cell is an error here, not at grading time
     nb = copy.deepcopy(source_nb)
     nbformat.validator.normalize(nb)
     resources: dict = {}
@@ -134,3 +136,26 @@ def check(source_dir: Path, out_dir: Path) -> AssignResult:
             if p.name not in expected
         ]
     return AssignResult([], stale, _warnings(source_dir), _rubrics(source_dir))
+
+
+def assign_per_student(source_dir: Path, out_dir: Path, roster: list[str], secret: bytes) -> AssignResult:
+    """Write each student of ``roster`` a student version of every source, with that student's variant values.
+
+    Layout: ``out_dir/<student>/<assignment>/<notebook>.ipynb`` (nbgrader's per-student layout, the
+    one ``submitted/`` and ``feedback/`` use); release each student's folder to that student only.
+    A source without a variant cell gives every student the same notebook.
+    """
+    sources = _sources(source_dir)
+    nbs = {path: read_notebook(path) for path in sources}
+    options = {path: variants.choices(nb) for path, nb in nbs.items()}
+    written = []
+    for student in roster:
+        for path, nb in nbs.items():
+            values = variants.draw(secret, path.stem, student, options[path]) if options[path] else {}
+            text = render(student_version(variants.with_values(nb, values), str(path)))
+            target = out_dir / student / path.stem / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                target.write_text(text, encoding="utf-8")
+            written.append(target)
+    return AssignResult(written, [], _warnings(source_dir), _rubrics(source_dir))

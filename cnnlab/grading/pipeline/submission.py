@@ -10,11 +10,13 @@ and its Dask workers (:mod:`cnnlab.grading.distribution.cluster`) both call them
 from __future__ import annotations
 
 import copy
+import json
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.grading.authoring import variants
 from cnnlab.grading.authoring.source import GradeItem
 from cnnlab.grading.pipeline.artefacts import measure_all
 from cnnlab.grading.pipeline.execute import Execution, Limits
@@ -204,11 +206,23 @@ def run_and_score(sub: Submission, assignment: Assignment, reference: Reference,
     except KernelFailure as error:
         return _row(sub, "not-gradable", started, notes=(str(error),))
     manual = {item.grade_id for item in assignment.items if item.manual}
+    variant_notes = _variant_notes(nb, assignment)
     answers = [(segment(c)["grade_id"], c.source) for c in runs.executed.cells
                if segment(c).get("kind") == "answer" and segment(c).get("grade_id") in manual]  # fmt: skip
     return _row(sub, "graded" if runs.status == "ok" else runs.status, started,
                 cells=score(list(assignment.items), reference, runs.executed, runs.execution, failed=runs.failed),
-                notes=(*runs.notes, *_execution_notes(runs.execution, kernels.limits)), answers=answers)  # fmt: skip
+                notes=(*variant_notes, *runs.notes, *_execution_notes(runs.execution, kernels.limits)),
+                answers=answers)  # fmt: skip
+
+
+def _variant_notes(nb, assignment: Assignment) -> tuple[str, ...]:
+    """A note when the submission's variant cell shows values other than those issued to its student."""
+    issued = variants.values_in(assignment.nb, assignment.nb)
+    shown = variants.values_in(nb, assignment.nb)
+    if issued is None or shown is None or json.dumps(shown, sort_keys=True) == json.dumps(issued, sort_keys=True):
+        return ()
+    return (f"the values in this notebook's variant cell ({variants.describe(shown)}) are not the ones issued to you "
+            f"({variants.describe(issued)}): it was graded with yours",)  # fmt: skip
 
 
 def grade_one(sub: Submission, assignment: Assignment | None, reference: Reference | None, unavailable: str,
