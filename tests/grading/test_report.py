@@ -66,3 +66,27 @@ def test_the_grade_sheet_keeps_names_from_becoming_formulas(tmp_path):
     publish(tmp_path, Sheet(7, "bwrap", results))
     row = next(csv.DictReader((tmp_path / "grades.csv").open()))
     assert row["student"] == "'=HYPERLINK(\"http://x\",\"y\")"
+
+
+def test_rows_are_named_by_the_task_titles_the_student_saw(tmp_path):
+    cells = (CellResult("test_edges", 2.0, 2.0, True, title="Task 8: edge magnitude with your operator"),
+             CellResult("essay", 0.0, 2.0, None, "awaiting", title="Task 11: what does pooling buy?"),
+             CellResult("untitled", 1.0, 1.0, True))  # fmt: skip
+    result = SubmissionResult("ann", "conv", "a.ipynb", "graded", cells, manual_answers=(("essay", "It halves."),))
+    page = feedback_page(result)
+    assert "<td>Task 8: edge magnitude with your operator<br><small><code>test_edges</code>" in page
+    assert "Written answer: Task 11: what does pooling buy?" in page and "<td><code>untitled</code></td>" in page
+    publish(tmp_path, Sheet(7, "none", [result]))
+    assert [c.title for c in read_sheet(tmp_path).results[0].cells] == [c.title for c in cells]  # kept in the sheet
+
+
+def test_task_titles_come_from_the_headings_the_student_reads():
+    from pathlib import Path  # noqa: PLC0415
+
+    from cnnlab.grading.authoring.source import grade_items, read_notebook  # noqa: PLC0415
+
+    source = read_notebook(Path(__file__).parents[2] / "solutions" / "02_2d_filters.ipynb")
+    titles = {item.grade_id: item.title for item in grade_items(source)}
+    assert titles["test_edge_magnitude"] == "Task 8: edge magnitude with your operator"
+    assert titles["why_pool"] == "Task 11: what does pooling buy?"  # "(2 points, read by a person)" dropped
+    assert all(title.startswith("Task ") for title in titles.values())

@@ -181,14 +181,37 @@ class GradeItem:
     points: float
     manual: bool  # graded by a person: a written answer, or nbgrader's "manually graded answer" code cell
     question: str = ""  # a manual cell's own text outside its solution markers (what the student version keeps)
+    title: str = ""  # the heading of the task the cell belongs to, as the student reads it ("Task 8: ...")
 
 
 def grade_items(nb) -> list[GradeItem]:
     """Every scored cell. As in nbgrader, a cell that is both ``grade`` and ``solution`` is graded by a person,
     whether it is markdown (a written answer) or code (a "manually graded answer")."""
+    titles = task_titles(nb)
     return [GradeItem(meta(c)["grade_id"], float(meta(c).get("points", 0)), is_solution(c),
-                      split_solution(c.source)[0] if is_solution(c) else "")
+                      split_solution(c.source)[0] if is_solution(c) else "", titles.get(meta(c)["grade_id"], ""))
             for c in grade_cells(nb)]  # fmt: skip
+
+
+_HEADING = re.compile(r"^#{2,6}\s+(?P<title>.+?)\s*$")  # level 1 is the notebook's own title
+_POINTS = re.compile(r"\s*\([^)]*\bpoints?\b[^)]*\)")
+
+
+def task_titles(nb) -> dict[str, str]:
+    """``{grade_id: title}``: each grade cell's task, the last markdown heading above it, without its points.
+
+    ``## Task 8 (2 points): edge magnitude`` gives ``Task 8: edge magnitude``; a grade cell with no
+    heading above it is left out.
+    """
+    titles, current = {}, ""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and not is_grade(cell) and not is_solution(cell):  # not an answer's text
+            first = str(cell.source).strip().splitlines()[0] if str(cell.source).strip() else ""
+            if found := _HEADING.match(first):
+                current = _POINTS.sub("", found.group("title")).strip()
+        if is_grade(cell) and current:
+            titles[meta(cell)["grade_id"]] = current
+    return titles
 
 
 def unanswered(text: str, question: str = "") -> bool:

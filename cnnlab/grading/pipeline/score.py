@@ -65,6 +65,7 @@ class CellResult:
     checks: tuple[Check, ...] = ()  # partial credit: one per recorded check
     marked: bool = False  # a written answer a person has given points (passed stays None)
     comment: str = ""  # that person's comment
+    title: str = ""  # the task's title as the student saw it ("Task 8: edge magnitude"); "" when unknown
 
 
 def collect_records(executed) -> Reference:
@@ -249,4 +250,4 @@ def score(items: list[GradeItem], reference: Reference, executed, execution,
         result = _score_cell(item, by_grade.get(item.grade_id, []), reference.get(item.grade_id, {}), execution)
         checks = tuple(dataclasses.replace(k, message=_withheld(k.message, hidden_lines)) for k in result.checks)
         results.append(dataclasses.replace(result, message=_withheld(result.message, hidden_lines), checks=checks))
-    return results
+    return [dataclasses.replace(r, title=item.title) for r, item in zip(results, items, strict=True)]

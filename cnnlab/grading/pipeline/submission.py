@@ -45,7 +45,7 @@ def _row(sub: Submission, status: str, started: float, *, cells=(), notes=(), an
 
 def _zero(assignment: Assignment) -> tuple[CellResult, ...]:
     """Every grade cell at 0 points: for a file that is not a gradable notebook."""
-    return tuple(CellResult(i.grade_id, 0.0, i.points, None if i.manual else False, "not graded")
+    return tuple(CellResult(i.grade_id, 0.0, i.points, None if i.manual else False, "not graded", title=i.title)
                  for i in assignment.items)  # fmt: skip
 
 

@@ -141,4 +141,5 @@ def _templates():
 
 def feedback_page(result: SubmissionResult, late_policy: LatePolicy | None = None) -> str:
     """One student's page (``templates/feedback.html``): everything shown is escaped by the template engine."""
-    return _templates().get_template("feedback.html").render(r=result, policy=late_policy)
+    titles = {c.grade_id: c.title for c in result.cells}
+    return _templates().get_template("feedback.html").render(r=result, policy=late_policy, titles=titles)

@@ -126,7 +126,7 @@ class Sheet:
 def _cell_dict(c: CellResult) -> dict:
     found = {"grade_id": c.grade_id, "points": c.points, "max": c.max_points,
              "result": "marked" if c.marked else _VERDICT[c.passed], "message": c.message, "hidden_tests": c.hidden,
-             "unrecorded": c.unrecorded}  # fmt: skip
+             "unrecorded": c.unrecorded, "title": c.title}  # fmt: skip
     if c.checks:
         found["checks"] = [{"key": k.key, "points": k.points, "max": k.max_points, "message": k.message}
                            for k in c.checks]  # fmt: skip
@@ -157,7 +157,7 @@ def row_from_dict(row: dict) -> SubmissionResult:
                    bool(c.get("hidden_tests")), bool(c.get("unrecorded")),
                    tuple(Check(k["key"], float(k["points"]), float(k["max"]), k.get("message", ""))
                          for k in c.get("checks", [])),
-                   c["result"] == "marked", c.get("comment", ""))
+                   c["result"] == "marked", c.get("comment", ""), str(c.get("title", "")))
         for c in row.get("cells", [])
     )  # fmt: skip
     return SubmissionResult(str(row["student"]), str(row["assignment"]), str(row["submission"]), str(row["status"]),
