@@ -6,6 +6,7 @@ cnnlab pretrain     train (or find) the networks notebooks 05 and 06 start from
 cnnlab assign       generate student versions from the assignment sources
 cnnlab grade        grade submissions
 cnnlab validate     check an assignment before submitting it, as the grader will run it
+cnnlab similarity   which students' answers are alike, side by side (never a verdict)
 cnnlab marks        the marking sheet of written answers as CSV: export, import
 cnnlab export       the grade sheet as a Canvas or Moodle gradebook import
 cnnlab refresh      re-execute notebooks and store their outputs
@@ -175,6 +176,26 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"{statuses['not-gradable']} could not be graded (see their notes); once fixed, run the same command "
               "with --only-not-gradable to grade just those")  # fmt: skip
     return 0
+
+
+def _similarity(args: argparse.Namespace) -> int:
+    from cnnlab.grading.authoring.source import SourceError  # noqa: PLC0415
+    from cnnlab.grading.results.similarity import similarity_report  # noqa: PLC0415
+
+    try:
+        page, pairs = similarity_report(args.submissions, args.source, args.out, args.threshold)
+    except (SourceError, FileNotFoundError, ValueError) as error:
+        print(f"cnnlab similarity: {error}", file=sys.stderr)
+        return 1
+    print(f"{len(pairs)} pair(s) at or above {args.threshold:.0%}: {page}")
+    return 0
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], e.g. 0.5; got {text}")
+    return value
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -350,6 +371,14 @@ def parser() -> argparse.ArgumentParser:
     late.add_argument("--late-cap", type=float, default=None, help="largest total penalty in percent (default 100)")
     late.add_argument("--grace", default=None, help="time after --due still on time, e.g. 15m, 2h (default 0)")
     grade.set_defaults(run=_grade)
+
+    similar = commands.add_parser("similarity", help="which students' answers are alike, side by side (never a verdict)")
+    similar.add_argument("submissions", nargs="+", type=Path, help="notebooks or folders (as cnnlab grade takes them)")
+    similar.add_argument("--source", type=Path, default=Path("solutions"), help="assignment sources (solutions/)")
+    similar.add_argument("--out", type=Path, default=Path("grades"), help="folder for similarity.html")
+    similar.add_argument("--threshold", type=_share, default=0.5,
+                         help="list pairs sharing at least this share of either student's answers (default 0.5)")  # fmt: skip
+    similar.set_defaults(run=_similarity)
 
     validate = commands.add_parser("validate", help="check an assignment before submitting, as the grader runs it")
     validate.add_argument("notebooks", nargs="+", type=Path, help="your assignment notebooks (exercises/NN_*.ipynb)")
