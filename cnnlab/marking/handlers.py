@@ -6,6 +6,7 @@
 ``POST cnnlab/marking/api/mark?folder=F``   ``{"assignment", "student", "grade_id", "points", "comment"}``
 ``GET  cnnlab/marking/api/marks.csv?...``   the marking sheet as CSV (:func:`cnnlab.grading.results.marks.export_csv`)
 ``POST cnnlab/marking/api/marks.csv?...``   import a filled-in sheet (the request body is the CSV)
+``GET  cnnlab/marking/api/class.html?...``  the class at a glance, redrawn now (and saved as ``F/class.html``)
 ==========================================  ======================================================
 
 ``folder`` is a grade folder (the ``--out`` of ``cnnlab grade``), relative to
@@ -105,7 +106,17 @@ class CsvHandler(_Api):
         self.finish(json.dumps({"imported": count}))
 
 
+class ClassHandler(_Folder, JupyterHandler):  # a page, not JSON: the API handlers set a JSON content type
+    @tornado.web.authenticated
+    def get(self) -> None:
+        page = marks.redraw_overview(self.folder())
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(page)
+
+
 def handlers(base_url: str) -> list[tuple[str, type]]:
     root = url_path_join(base_url, "cnnlab", "marking")
     return [(root, PageHandler), (url_path_join(root, "api", "sheet"), SheetHandler),
-            (url_path_join(root, "api", "mark"), MarkHandler), (url_path_join(root, "api", "marks.csv"), CsvHandler)]
+            (url_path_join(root, "api", "mark"), MarkHandler), (url_path_join(root, "api", "marks.csv"), CsvHandler),
+            (url_path_join(root, "api", "class.html"), ClassHandler)]

@@ -372,3 +372,13 @@ def test_an_interrupted_run_keeps_its_finished_rows_and_resumes(tmp_path, monkey
     rows = _rows(out)
     assert (rows["correct"]["total"], rows["partly_correct"]["total"]) == ("5", "3")
     assert not (out / "grades.journal.jsonl").exists()
+
+
+def test_the_class_page_of_a_run_names_what_could_not_be_graded(graded):
+    out = graded["recorded"][0]
+    page = (out / "class.html").read_text()
+    rows = page.split("Not graded, rejected or invalid", 1)[1]
+    for student in ("symlinked_to_source", "fifo", "two_untitled", "p_saboteur"):
+        assert f"<td>{student}</td>" in rows
+    assert page.count("<svg") >= 4 and "Most common failure messages" in page and "No task failed." not in page
+    assert SECRET_ENV not in page and "np.correlate" not in page  # failure messages keep hidden code withheld

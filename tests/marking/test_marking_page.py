@@ -169,3 +169,33 @@ def test_make_mark_lands_on_the_marking_page_and_a_task_change_while_saving_keep
         page.wait_for_function("document.getElementById('status').textContent === 'saved'")
     stored = json.loads((out / "marks.json").read_text())["marks"]["conv_basics"]["ann"]
     assert stored["why_shorter"]["points"] == 1 and stored["why_padding"]["points"] == 2
+
+
+def test_the_class_at_a_glance_opens_from_the_marking_page_with_the_marks_as_they_stand(tmp_path):
+    from cnnlab.grading.results.marks import set_mark  # noqa: PLC0415
+
+    root = tmp_path / "course"
+    root.mkdir()
+    out = _grades(root)
+    assert "3 written answers" not in (out / "class.html").read_text()  # drawn by the run: 0 marked, 3 waiting
+    assert "0 written answers marked, 3 waiting" in (out / "class.html").read_text()
+    set_mark(out, "conv_basics", "ann", "why_shorter", 1, "Good.")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with jupyter(root, extensions={"cnnlab.marking": True}) as server, browser_page() as page:
+        page.goto(server.page_url("cnnlab/marking?folder=grades"))
+        page.wait_for_function("document.getElementById('who').textContent === 'ann'")
+        with page.context.expect_page() as opened:
+            page.click("#classlink")
+        glance = opened.value
+        glance.wait_for_load_state()
+        assert glance.inner_text("h1") == "The class at a glance"
+        assert "1 written answer marked, 2 waiting." in glance.inner_text("body")
+        figures = glance.locator("svg")
+        assert figures.count() == 3  # scores, lateness, marking (these rows record no checks and fail nothing)
+        widths = [figures.nth(i).bounding_box()["width"] for i in range(figures.count())]
+        assert min(widths) > 300 and max(widths) <= 1366  # readable, and no wider than the laptop screen
+        glance.screenshot(path=shots / "class-at-a-glance.png", full_page=True)
+        assert page.errors == [] and glance.errors == []
+    assert "1 written answer marked, 2 waiting." in (out / "class.html").read_text()  # saved beside the grades
+    print(f"screenshots: {shots}")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from cnnlab.grading.authoring.source import student_words, written_questions
 from cnnlab.grading.pipeline.score import WRITTEN_PENDING
-from cnnlab.grading.results.report import write_reports
+from cnnlab.grading.results.report import write_overview, write_reports
 from cnnlab.grading.results.sheet import Sheet, SubmissionResult, locked, read_sheet, write_atomically
 from cnnlab.grading.results.spreadsheet import csv_text, read_cell
 
@@ -95,6 +95,13 @@ def publish(out: Path, sheet: Sheet, only: set[tuple[str, str]] | None = None) -
     marked = dataclasses.replace(sheet, results=apply(sheet.results, load(out)))
     write_reports(marked, Path(out), only)
     return marked
+
+
+def redraw_overview(out: Path) -> str:
+    """Draw ``out/class.html`` from the sheet with the marks as they stand; returns the page."""
+    with locked(Path(out)):
+        sheet = read_sheet(Path(out))
+        return write_overview(dataclasses.replace(sheet, results=apply(sheet.results, load(out))), Path(out))
 
 
 def written_tasks(results: list[SubmissionResult]) -> dict[tuple[str, str], dict[str, float]]:

@@ -126,6 +126,18 @@ def write_reports(sheet: Sheet, out: Path, only: set[tuple[str, str]] | None = N
         if only is None or r.key in only:
             pages[r.key].parent.mkdir(parents=True, exist_ok=True)
             write_atomically(pages[r.key], feedback_page(r, sheet.late_policy))
+    if only is None:  # a whole run; the marking page redraws it on request (cnnlab.marking)
+        write_overview(sheet, out)
+
+
+def write_overview(sheet: Sheet, out: Path) -> str:
+    """Write ``out/class.html`` (:mod:`cnnlab.grading.results.overview`); returns its text."""
+    from cnnlab.grading.results.overview import FILE, class_page  # noqa: PLC0415 -- matplotlib: only when drawn
+
+    also = "the similarity report (similarity.html)" if (out / "similarity.html").is_file() else ""
+    page = class_page(sheet, also)
+    write_atomically(out / FILE, page)
+    return page
 
 
 @functools.cache
