@@ -21,7 +21,7 @@ SOLUTIONS := $(wildcard solutions/*.ipynb)
 # nbval runs the lessons and the assignment sources; exercises/ are checked by `assign --check`.
 NOTEBOOK_DIRS := $(if $(LESSONS),notebooks) $(if $(SOLUTIONS),solutions)
 
-.PHONY: lab mark test setup ops cuda bench exercises grade sandbox browser gpu-check
+.PHONY: lab mark test setup ops cuda bench exercises grade sandbox browser gpu-check website
 
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 MARKING := --ServerApp.jpserver_extensions='{"cnnlab.marking": True}'
@@ -92,6 +92,10 @@ browser:
 
 exercises: setup
 	$(BIN)/cnnlab assign solutions exercises
+
+# The course website in _site/ (open _site/index.html; no network needed): lessons and exercises as stored.
+website: setup
+	$(BIN)/python book/build.py --out _site
 
 # make grade SUBMISSIONS=submitted/  (nbgrader layout or a folder of notebooks)
 grade: setup

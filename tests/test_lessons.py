@@ -27,10 +27,13 @@ def test_all_six_lessons_are_here():
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
-def test_lesson_opens_with_goals_and_ends_with_takeaways_and_questions(path):
+def test_lesson_opens_with_goals_and_ends_with_takeaways_questions_and_its_exercise(path):
     markdown = [text(c) for c in cells(path) if c["cell_type"] == "markdown"]
     assert markdown[0].startswith("# ") and "**You will learn**" in markdown[0]
-    ending = markdown[-1]
+    exercise = markdown[-1]  # the lesson's last word sends the student to its exercise
+    assert exercise.startswith("## Your exercise") and f"](../exercises/{path.name})" in exercise
+    assert (path.parents[1] / "exercises" / path.name).is_file()
+    ending = markdown[-2]
     assert "## Takeaways" in ending and "**Check yourself**" in ending
     asked, _, answered = ending.split("**Check yourself**")[1].partition("<details>")
     questions = re.findall(r"^\d+\. ", asked, re.M)
