@@ -37,7 +37,7 @@ mark: setup
 
 test: cuda setup sandbox browser
 	@echo "== lint"
-	$(BIN)/ruff check cnnlab kernel_rigs tests benchmarks
+	$(BIN)/ruff check cnnlab kernel_rigs tests benchmarks book
 ifneq ($(SOLUTIONS),)
 	@echo "== exercises/ in sync with solutions/"
 	$(BIN)/cnnlab assign --check solutions exercises

@@ -23,7 +23,7 @@ BOOK = Path(__file__).resolve().parent
 def mathjax() -> Path:
     """The folder holding MathJax.js (MathJax 2.7, from jupyter_server_mathjax)."""
     try:
-        import jupyter_server_mathjax
+        import jupyter_server_mathjax  # noqa: PLC0415 -- a clear message when it is missing
     except ImportError:
         sys.exit("book/build.py: jupyter_server_mathjax is missing; `make setup` installs it (requirements.txt)")
     return Path(jupyter_server_mathjax.__file__).parent / "static"
