@@ -256,7 +256,7 @@ def variant_of(assignment: Assignment, student: str, secret: bytes | None) -> tu
         return assignment, ""
     values = variants.draw(secret, assignment.name, student, options)
     key = json.dumps(values, sort_keys=True)
-    return dataclasses.replace(assignment, nb=variants.with_values(assignment.nb, values)), key
+    return dataclasses.replace(assignment, nb=variants.with_values(assignment.nb, values), per_student=True), key
 
 
 def _sources_digest(assignments: dict[str, Assignment]) -> str:

@@ -35,6 +35,7 @@ class Assignment:
     path: Path
     nb: object
     items: tuple[GradeItem, ...]
+    per_student: bool = False  # nb's variant cell holds this student's own values (cnnlab grade --secret)
 
 
 def _row(sub: Submission, status: str, started: float, *, cells=(), notes=(), answers=()) -> SubmissionResult:
@@ -221,6 +222,9 @@ def _variant_notes(nb, assignment: Assignment) -> tuple[str, ...]:
     shown = variants.values_in(nb, assignment.nb)
     if issued is None or shown is None or json.dumps(shown, sort_keys=True) == json.dumps(issued, sort_keys=True):
         return ()
+    if not assignment.per_student:
+        return (f"this notebook's variant cell shows {variants.describe(shown)}; it was graded with the assignment's "
+                f"values ({variants.describe(issued)}), as the grader was given no course secret",)  # fmt: skip
     return (f"the values in this notebook's variant cell ({variants.describe(shown)}) are not the ones issued to you "
             f"({variants.describe(issued)}): it was graded with yours",)  # fmt: skip
 
