@@ -34,8 +34,9 @@
 // What it cannot show: warps and their divergence, the GPU memory model (every write
 // here is visible at once to the next fiber), bank conflicts, the shared-memory limit
 // per block (__shared__ sizes are not counted), occupancy and speed. Those need a GPU
-// (benchmarks/gpu_check.py). ThreadSanitizer sees races between blocks, not inside one:
-// the fiber switches are happens-before edges.
+// (benchmarks/gpu_check.py). ThreadSanitizer sees races between blocks and inside one:
+// a block's threads are fibers switched without synchronisation, and only a barrier (and
+// the block's start and end) orders them, as on a GPU.
 //
 // Used through the shim headers in cuda_on_cpu/ (cuda_runtime.h, cuda_runtime_api.h),
 // which replace CUDA's on the include path. The kernels launch with
@@ -68,9 +69,28 @@ void* __tsan_get_current_fiber(void);
 void* __tsan_create_fiber(unsigned flags);
 void __tsan_destroy_fiber(void* fiber);
 void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+void __tsan_acquire(void* addr);
+void __tsan_release(void* addr);
+void __tsan_ignore_thread_begin(void);
+void __tsan_ignore_thread_end(void);
 }
+// A block's threads are fibers of one worker. Switching between them creates no happens-before
+// edge (no_sync), so ThreadSanitizer sees two threads of a block touching the same shared
+// memory without a barrier between them as the race it is. The edges a GPU guarantees are
+// added by hand: block start -> every thread, every thread's arrival at a barrier -> every
+// thread's departure from it, every thread's end -> the block's end. The scheduler's own
+// bookkeeping (threadIdx, fiber states, the first thread's NaN fill) is hidden from it.
+#define CNNLAB_TSAN_NO_SYNC 1u
+#define CNNLAB_TSAN_ACQUIRE(token) __tsan_acquire(token)
+#define CNNLAB_TSAN_RELEASE(token) __tsan_release(token)
+#define CNNLAB_TSAN_IGNORE_BEGIN() __tsan_ignore_thread_begin()
+#define CNNLAB_TSAN_IGNORE_END() __tsan_ignore_thread_end()
 #else
 #define CNNLAB_TSAN 0
+#define CNNLAB_TSAN_ACQUIRE(token) ((void)0)
+#define CNNLAB_TSAN_RELEASE(token) ((void)0)
+#define CNNLAB_TSAN_IGNORE_BEGIN() ((void)0)
+#define CNNLAB_TSAN_IGNORE_END() ((void)0)
 #endif
 
 // ---- CUDA's keywords and types -------------------------------------------------
@@ -127,11 +147,22 @@ inline std::atomic<uint64_t> next_block_serial{1};
 // CNNLAB_POISON_SHARED(array): the first thread of a block to get here fills the array with
 // NaN (all bits set: NaN as float and as double); later threads of the same block do not.
 inline void poison_once(void* array, std::size_t bytes) {
+  CNNLAB_TSAN_IGNORE_BEGIN();  // the fill stands for what the last kernel left: no thread of this block wrote it
   static thread_local std::unordered_map<void*, uint64_t> poisoned_in;
   uint64_t& serial = poisoned_in[array];
-  if (serial == block_serial) return;
-  serial = block_serial;
-  std::memset(array, 0xFF, bytes);
+  if (serial != block_serial) {
+    serial = block_serial;
+    std::memset(array, 0xFF, bytes);
+  }
+  CNNLAB_TSAN_IGNORE_END();
+}
+
+// ThreadSanitizer's synchronisation points for the block a worker runs: [0] its start, [1] its
+// end, [2] and [3] alternate barriers (a thread releases barrier k + 2 only after every thread
+// has left barrier k, so two suffice).
+inline char* tsan_tokens() {
+  static thread_local char tokens[4];
+  return tokens;
 }
 
 enum class Order { kAscending, kDescending, kShuffled };
@@ -161,6 +192,7 @@ class Block {
     for (unsigned t = 0; t < n; ++t) {
       Fiber& f = fibers_[t];
       f.state = kRunnable;
+      f.barriers = 0;
       f.index = dim3(t % block_dim.x, (t / block_dim.x) % block_dim.y, t / (block_dim.x * block_dim.y));
       getcontext(&f.context);
       f.context.uc_stack.ss_sp = stacks_[t].get();
@@ -175,6 +207,7 @@ class Block {
     tsan_scheduler_ = __tsan_get_current_fiber();
 #endif
     current_block() = this;
+    CNNLAB_TSAN_RELEASE(&tsan_tokens()[0]);  // everything set up so far happens before every thread
     block_serial = next_block_serial.fetch_add(1, std::memory_order_relaxed);
     const Order order = thread_order();
     std::vector<unsigned> turns(n);
@@ -188,23 +221,32 @@ class Block {
       for (unsigned t : turns) {
         Fiber& f = fibers_[t];
         if (f.state != kRunnable) continue;
+        CNNLAB_TSAN_IGNORE_BEGIN();
         running_ = t;
         threadIdx = f.index;
+        CNNLAB_TSAN_IGNORE_END();
 #if CNNLAB_TSAN
-        __tsan_switch_to_fiber(f.tsan_fiber, 0);
+        __tsan_switch_to_fiber(f.tsan_fiber, CNNLAB_TSAN_NO_SYNC);
 #endif
         swapcontext(&scheduler_, &f.context);
+        CNNLAB_TSAN_IGNORE_BEGIN();
         if (f.state == kDone) ++done;
+        CNNLAB_TSAN_IGNORE_END();
       }
+      CNNLAB_TSAN_IGNORE_BEGIN();
       for (auto& f : fibers_) waiting += f.state == kAtBarrier;
+      CNNLAB_TSAN_IGNORE_END();
       if (waiting == 0) continue;
       if (waiting + done < n) continue;  // some threads have not reached the barrier yet
       if (done > 0) {                    // a barrier that can never open
         ok = false;
         break;
       }
+      CNNLAB_TSAN_IGNORE_BEGIN();
       for (auto& f : fibers_) f.state = kRunnable;  // everyone arrived: open the barrier
+      CNNLAB_TSAN_IGNORE_END();
     }
+    CNNLAB_TSAN_ACQUIRE(&tsan_tokens()[1]);  // every thread's work happens before the block's end
 #if CNNLAB_TSAN
     for (auto& f : fibers_) __tsan_destroy_fiber(f.tsan_fiber);
 #endif
@@ -214,12 +256,19 @@ class Block {
 
   // __syncthreads(): park this fiber until the whole block has arrived.
   void barrier() {
+    CNNLAB_TSAN_IGNORE_BEGIN();
     Fiber& f = fibers_[running_];
     f.state = kAtBarrier;
+    char* token = &tsan_tokens()[2 + (f.barriers & 1)];
+    ++f.barriers;
+    [[maybe_unused]] void* scheduler_fiber = tsan_scheduler_;
+    CNNLAB_TSAN_IGNORE_END();
+    CNNLAB_TSAN_RELEASE(token);  // this thread's writes before the barrier ...
 #if CNNLAB_TSAN
-    __tsan_switch_to_fiber(tsan_scheduler_, 0);
+    __tsan_switch_to_fiber(scheduler_fiber, CNNLAB_TSAN_NO_SYNC);
 #endif
     swapcontext(&f.context, &scheduler_);
+    CNNLAB_TSAN_ACQUIRE(token);  // ... happen before every thread's reads after it
   }
 
   static Block*& current_block() {
@@ -233,6 +282,7 @@ class Block {
     ucontext_t context;
     State state = kRunnable;
     dim3 index;
+    unsigned barriers = 0;  // barriers passed so far
     void* tsan_fiber = nullptr;
   };
 
@@ -240,11 +290,16 @@ class Block {
   // no function epilogue runs after ThreadSanitizer has switched to the scheduler's
   // fiber (an epilogue would pop the scheduler's shadow stack instead of its own).
   static void trampoline() {
+    CNNLAB_TSAN_ACQUIRE(&tsan_tokens()[0]);
     Block* self = current_block();
     self->invoke_(self->body_);
+    CNNLAB_TSAN_IGNORE_BEGIN();
     self->fibers_[self->running_].state = kDone;
+    [[maybe_unused]] void* scheduler_fiber = self->tsan_scheduler_;
+    CNNLAB_TSAN_IGNORE_END();
+    CNNLAB_TSAN_RELEASE(&tsan_tokens()[1]);
 #if CNNLAB_TSAN
-    __tsan_switch_to_fiber(self->tsan_scheduler_, 0);
+    __tsan_switch_to_fiber(scheduler_fiber, CNNLAB_TSAN_NO_SYNC);
 #endif
     setcontext(&self->scheduler_);
   }

@@ -196,3 +196,44 @@ def test_grading_uses_the_values_issued_to_each_student_and_spots_a_copy(tmp_pat
     (page,) = (tmp_path / "out" / "feedback" / three / "hw").glob("*.html")
     assert "are not the ones issued to you" in page.read_text()
     assert SECRET.decode() not in (tmp_path / "out" / "grades.json").read_text()
+
+
+@pytest.mark.slow
+def test_every_variant_of_assignment_02_passes_its_own_tests_and_grades_a_generic_answer_in_full(tmp_path):
+    """The reference runs once per variant (and must pass its own tests in each); a generic answer earns every point."""
+    import re  # noqa: PLC0415
+
+    from cnnlab.grading.authoring.source import is_solution, meta  # noqa: PLC0415
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "02_2d_filters.ipynb").write_bytes((ROOT / "solutions" / "02_2d_filters.ipynb").read_bytes())
+    (tmp_path / "secret").write_bytes(SECRET)
+    options = variants.choices(read_notebook(source / "02_2d_filters.ipynb"))
+    by_weights = {}
+    for i in range(100):
+        by_weights.setdefault(json.dumps(variants.draw(SECRET, "02_2d_filters", f"s{i}", options)), f"s{i}")
+    assert len(by_weights) == 3  # Prewitt, Sobel and Scharr each have a student
+    students = sorted(by_weights.values())
+    assign.assign_per_student(source, tmp_path / "release", students, SECRET)
+    reference = read_notebook(source / "02_2d_filters.ipynb")
+    answers = {meta(c)["grade_id"]: re.sub(r"\s*### (BEGIN|END) SOLUTION", "", c.source)
+               for c in reference.cells if is_solution(c) and c.cell_type == "code"}  # fmt: skip
+    for student in students:
+        nb = read_notebook(tmp_path / "release" / student / "02_2d_filters" / "02_2d_filters.ipynb")
+        for cell in nb.cells:
+            if meta(cell).get("grade_id") in answers:
+                cell.source = answers[meta(cell)["grade_id"]]
+        (tmp_path / "submitted" / student / "02_2d_filters").mkdir(parents=True)
+        nbformat.write(nb, tmp_path / "submitted" / student / "02_2d_filters" / "02_2d_filters.ipynb")
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        code = cli.main(["grade", str(tmp_path / "submitted"), "--source", str(source), "--out", str(tmp_path / "out"),
+                         "--secret", str(tmp_path / "secret"), "--workers", "2", "--timeout", "60"])  # fmt: skip
+    assert code == 0, buffer.getvalue()
+    assert "ran once for each of 3 distinct" in buffer.getvalue()
+    rows = json.loads((tmp_path / "out" / "grades.json").read_text())["submissions"]
+    for row in rows:
+        automatic = [c for c in row["cells"] if c["grade_id"].startswith("test_")]
+        assert all(c["points"] == pytest.approx(c["max"]) for c in automatic), (row["student"], automatic)
+        assert not any("not the ones issued" in note for note in row["notes"])

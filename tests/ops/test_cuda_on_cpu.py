@@ -31,6 +31,7 @@ from kernel_rigs.standalone import CudaKernels, Geometry, geometry
 
 DRIVER = Path(__file__).with_name("cuda_on_cpu_driver.cc")
 TOY = Path(__file__).parents[1] / "toy_kernels.cu"
+TOY_DRIVER = Path(__file__).parents[1] / "toy_driver.cc"
 PASSES = ("forward", "backprop_input", "backprop_filter")
 ORDERS = ("ascending", "descending", "shuffled")  # of a block's threads between barriers
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
@@ -270,6 +271,20 @@ def test_threadsanitizer_reports_the_race_when_atomic_add_becomes_plus_equals(tm
     status, output = run_driver(tmp_path, source, "thread")
     assert status == 66 and "WARNING: ThreadSanitizer: data race" in output, output[-3000:]
     assert "BackpropFilterProblem" in output  # the K-split filter gradient, where blocks share outputs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("offset", [-1, 1], ids=["higher-thread-reads", "lower-thread-reads"])
+def test_threadsanitizer_sees_a_missing_barrier_inside_a_block_in_any_thread_order(tmp_path, offset):
+    """In ascending order a higher thread reads a lower one's write correctly without the barrier; the race is still named."""
+    binary = build_on_cpu(TOY, out_dir=tmp_path, sanitize="thread", extra_sources=[TOY_DRIVER], shared=False)
+    env = {"TSAN_OPTIONS": "halt_on_error=1", "CNNLAB_CPU_WORKERS": "2", "CNNLAB_CUDA_THREAD_ORDER": "ascending"}
+    racy = subprocess.run([str(binary), str(offset), "0"], capture_output=True, text=True, timeout=300, env=env)
+    assert racy.returncode == 66 and "WARNING: ThreadSanitizer: data race" in racy.stderr, racy.stdout + racy.stderr[-3000:]
+    assert "ReadNeighbour" in racy.stderr
+    fenced = subprocess.run([str(binary), str(offset), "1"], capture_output=True, text=True, timeout=300, env=env)
+    assert fenced.returncode == 0 and "ThreadSanitizer" not in fenced.stderr, fenced.stderr[-3000:]
+    assert "0 wrong outputs of 1024" in fenced.stdout
 
 
 @pytest.mark.slow
