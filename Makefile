@@ -18,8 +18,15 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 LESSONS := $(wildcard notebooks/*.ipynb)
 SOLUTIONS := $(wildcard solutions/*.ipynb)
-# nbval runs the lessons and the assignment sources; exercises/ are checked by `assign --check`.
-NOTEBOOK_DIRS := $(if $(LESSONS),notebooks) $(if $(SOLUTIONS),solutions)
+# nbval runs the lessons. The assignment sources are executed by the tests instead, twice already:
+# as the grader's reference (tests/test_assignments.py, which fails on a source that fails its own
+# tests) and by real nbgrader (tests/grading/test_nbgrader_compat.py); exercises/ are checked by
+# `assign --check`.
+NOTEBOOK_DIRS := $(if $(LESSONS),notebooks)
+# The longest files first, so that no worker starts one of them when the others are nearly done
+# (pytest-xdist hands out whole files in this order; a path given twice is collected once).
+LONGEST_FIRST := $(wildcard tests/test_assignments.py tests/grading/test_grade.py notebooks/06_transfer_learning.ipynb \
+                   tests/test_binder.py tests/test_without_compiler.py notebooks/04_inception_vs_resnet.ipynb)
 
 .PHONY: lab mark test setup ops cuda bench exercises grade sandbox browser gpu-check website
 
@@ -45,7 +52,7 @@ endif
 	@echo "== the cached networks assignments 05 and 06 start from (the grader's sandbox cannot write them)"
 	$(BIN)/cnnlab pretrain
 	@echo "== tests$(if $(NOTEBOOK_DIRS), and notebooks in $(NOTEBOOK_DIRS))"
-	$(BIN)/python -m pytest -m "" -v -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests \
+	$(BIN)/python -m pytest -m "" -v -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) $(LONGEST_FIRST) tests \
 	  $(if $(NOTEBOOK_DIRS),$(NOTEBOOK_DIRS) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg)
 
 setup: $(STAMP) ops

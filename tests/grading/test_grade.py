@@ -136,8 +136,9 @@ def test_every_case_gets_its_expected_status_and_score(graded, kind):
 @pytest.mark.parametrize("kind", SOURCES)
 def test_no_secret_and_no_hidden_code_reaches_a_student(graded, kind):
     out = graded[kind][0]
-    texts = [p.read_text() for p in [out / "grades.csv", out / "grades.json", *out.rglob("*.html")]]
-    assert len(texts) == 2 + len(EXPECTED) + len(INTAKE)
+    texts = [p.read_text() for p in [out / "grades.csv", out / "grades.json", out / "class.html",
+                                     *(out / "feedback").rglob("*.html")]]  # fmt: skip
+    assert len(texts) == 3 + len(EXPECTED) + len(INTAKE)
     for text in texts:
         assert SECRET_ENV not in text and SECRET_FILE not in text
         assert "grading_rng" not in text and "np.correlate" not in text and "HIDDEN TESTS" not in text
@@ -176,7 +177,8 @@ def test_feedback_says_what_happened(graded):
 def test_every_row_has_its_own_feedback_page(graded, kind):
     out = graded[kind][0]
     rows = json.loads((out / "grades.json").read_text())["submissions"]
-    pages = sorted(out.rglob("*.html"))
+    pages = sorted((out / "feedback").rglob("*.html"))
+    assert sorted(p.name for p in out.glob("*.html")) == ["class.html"]  # the class page; feedback is in feedback/
     assert len(pages) == len(rows) == len({(r["student"], r["assignment"]) for r in rows})
     assert all(len(p.name.encode()) <= 255 for p in pages)
     assert json.loads((out / "grades.json").read_text())["limits_enforced_by"] in ("cgroup", "watchdog")
