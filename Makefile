@@ -23,10 +23,6 @@ SOLUTIONS := $(wildcard solutions/*.ipynb)
 # tests) and by real nbgrader (tests/grading/test_nbgrader_compat.py); exercises/ are checked by
 # `assign --check`.
 NOTEBOOK_DIRS := $(if $(LESSONS),notebooks)
-# The longest files first, so that no worker starts one of them when the others are nearly done
-# (pytest-xdist hands out whole files in this order; a path given twice is collected once).
-LONGEST_FIRST := $(wildcard tests/test_assignments.py tests/grading/test_grade.py notebooks/06_transfer_learning.ipynb \
-                   tests/test_binder.py tests/test_without_compiler.py notebooks/04_inception_vs_resnet.ipynb)
 
 .PHONY: lab mark test setup ops cuda bench exercises grade sandbox browser gpu-check website
 
@@ -52,7 +48,7 @@ endif
 	@echo "== the cached networks assignments 05 and 06 start from (the grader's sandbox cannot write them)"
 	$(BIN)/cnnlab pretrain
 	@echo "== tests$(if $(NOTEBOOK_DIRS), and notebooks in $(NOTEBOOK_DIRS))"
-	$(BIN)/python -m pytest -m "" -v -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) $(LONGEST_FIRST) tests \
+	$(BIN)/python -m pytest -m "" -v -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests \
 	  $(if $(NOTEBOOK_DIRS),$(NOTEBOOK_DIRS) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg)
 
 setup: $(STAMP) ops

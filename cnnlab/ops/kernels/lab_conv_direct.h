@@ -51,7 +51,7 @@ struct Simd {
 constexpr int64_t kPixelsPerBand = 1024;
 
 // c[i][0 : NV*lanes] (+)= sum_{j < J} src[row_off[i] + col_off[j]] * b[j * b_stride + 0 : NV*lanes]
-// for i < rows <= MR. Rows past `rows` repeat the last one and are not stored.
+// for i < rows <= MR. Rows past `rows` repeat the last one and are not stored (TileOf passes MR = rows).
 template <typename T, int MR, int NV>
 inline void Tile(const T* src, const int64_t* row_off, int rows, const int64_t* col_off, int64_t J,
                  const T* b, int64_t b_stride, T* c, int64_t c_stride, bool accumulate) {
@@ -89,6 +89,17 @@ inline void Tile(const T* src, const int64_t* row_off, int rows, const int64_t* 
   }
 }
 
+// A tile of exactly `rows` rows (rows <= MR): a last tile, or a product with fewer rows than
+// a full tile (a first layer's filter gradient has 9), computes no row it does not store.
+template <typename T, int MR, int NV>
+inline void TileOf(int rows, const T* src, const int64_t* row_off, const int64_t* col_off, int64_t J, const T* b,
+                   int64_t b_stride, T* c, int64_t c_stride, bool accumulate) {
+  if constexpr (MR > 1) {
+    if (rows < MR) return TileOf<T, MR - 1, NV>(rows, src, row_off, col_off, J, b, b_stride, c, c_stride, accumulate);
+  }
+  Tile<T, MR, NV>(src, row_off, rows, col_off, J, b, b_stride, c, c_stride, accumulate);
+}
+
 // All rows [0, n_rows) of c, columns [0, n_cols): tiles of MR rows by up to
 // four vectors, with MR as large as the registers allow for that width.
 template <typename T>
@@ -104,22 +115,22 @@ void Product(const T* src, const int64_t* row_off, int64_t n_rows, const int64_t
     if (vectors >= 4 && kRegisters >= 32) {
       for (int64_t r = 0; r < n_rows; r += kRows4) {
         const int rows = static_cast<int>(std::min<int64_t>(kRows4, n_rows - r));
-        Tile<T, kRows4, 4>(src, row_off + r, rows, col_off, J, b_col, b_stride, c_col + r * c_stride, c_stride,
-                           accumulate);
+        TileOf<T, kRows4, 4>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col + r * c_stride, c_stride,
+                             accumulate);
       }
       col += 4 * L;
     } else if (vectors >= 2) {
       for (int64_t r = 0; r < n_rows; r += kRows2) {
         const int rows = static_cast<int>(std::min<int64_t>(kRows2, n_rows - r));
-        Tile<T, kRows2, 2>(src, row_off + r, rows, col_off, J, b_col, b_stride, c_col + r * c_stride, c_stride,
-                           accumulate);
+        TileOf<T, kRows2, 2>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col + r * c_stride, c_stride,
+                             accumulate);
       }
       col += 2 * L;
     } else {
       for (int64_t r = 0; r < n_rows; r += kRows1) {
         const int rows = static_cast<int>(std::min<int64_t>(kRows1, n_rows - r));
-        Tile<T, kRows1, 1>(src, row_off + r, rows, col_off, J, b_col, b_stride, c_col + r * c_stride, c_stride,
-                           accumulate);
+        TileOf<T, kRows1, 1>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col + r * c_stride, c_stride,
+                             accumulate);
       }
       col += L;
     }
