@@ -17,8 +17,10 @@ settings.load_profile("cnnlab")
 collect_ignore_glob = ["fixtures/*"]
 
 
-# The longest files, longest first: pytest-xdist (--dist loadfile) hands out whole files in collection
-# order, and one of these started when the other workers are nearly done is what makes `make test` long.
+# The longest files, longest first: pytest-xdist (--dist loadfile --no-loadscope-reorder, as make test
+# runs it) hands out whole files in collection order, and one of these started when the other workers
+# are nearly done is what makes `make test` long. (Without --no-loadscope-reorder, xdist puts the files
+# with the most tests first, and test_assignments.py, 5 tests and 10 minutes, ran last.)
 LONGEST_FIRST = ("tests/test_assignments.py", "tests/grading/test_grade.py", "notebooks/06_transfer_learning.ipynb",
                  "tests/test_binder.py", "notebooks/04_inception_vs_resnet.ipynb", "tests/grading/test_artefacts.py",
                  "tests/test_without_compiler.py", "notebooks/05_filter_visualisation.ipynb")  # fmt: skip
