@@ -48,7 +48,7 @@ endif
 	@echo "== the cached networks assignments 05 and 06 start from (the grader's sandbox cannot write them)"
 	$(BIN)/cnnlab pretrain
 	@echo "== tests$(if $(NOTEBOOK_DIRS), and notebooks in $(NOTEBOOK_DIRS))"
-	$(BIN)/python -m pytest -m "" -v -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) tests \
+	$(BIN)/python -m pytest -m "" -v -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests \
 	  $(if $(NOTEBOOK_DIRS),$(NOTEBOOK_DIRS) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg)
 
 setup: $(STAMP) ops
