@@ -47,14 +47,20 @@ class _Folder:
         return path
 
 
-class PageHandler(_Folder, JupyterHandler):
+class _Page(_Folder, JupyterHandler):
+    """An HTML page (not JSON, as the API handlers answer), never cached: marks change it."""
+
+    def finish_page(self, page: str) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(page)
+
+
+class PageHandler(_Page):
     @tornado.web.authenticated
     def get(self) -> None:
         self.folder()
-        page = PAGE.read_text(encoding="utf-8")
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(page.replace("{{xsrf}}", self.xsrf_token.decode()))
+        self.finish_page(PAGE.read_text(encoding="utf-8").replace("{{xsrf}}", self.xsrf_token.decode()))
 
 
 class _Api(_Folder, APIHandler):
@@ -106,13 +112,10 @@ class CsvHandler(_Api):
         self.finish(json.dumps({"imported": count}))
 
 
-class ClassHandler(_Folder, JupyterHandler):  # a page, not JSON: the API handlers set a JSON content type
+class ClassHandler(_Page):
     @tornado.web.authenticated
     def get(self) -> None:
-        page = marks.redraw_overview(self.folder())
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(page)
+        self.finish_page(marks.redraw_overview(self.folder()))
 
 
 def handlers(base_url: str) -> list[tuple[str, type]]:

@@ -1,5 +1,6 @@
 """Executing one notebook in the sandbox: what a kernel leaves behind when it is killed."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -27,18 +28,24 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
+@contextlib.contextmanager
+def _fork_bomb_run(tmp_path, cell_seconds: float):
+    """The fork-bomb submission run once in a sandboxed kernel slot: yields (kernels, its execution, the slot's uid)."""
+    probe()
+    limits = Limits(cell_seconds=cell_seconds, notebook_seconds=60, scratch_mb=64)
+    with kernel_uids(1) as uids:
+        kernels = Kernels(Sandbox(limits=limits), limits, seed=3, root=tmp_path, uids=uids)
+        _, execution = kernels.run(nbformat.read(SUBMISSIONS / "fork_bomb" / "conv_basics.ipynb", as_version=4))
+        yield kernels, execution, uids[0]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="kernel slots have uids of their own only when the grader is root")
 def test_a_killed_fork_bomb_is_gone_before_its_slot_is_used_again(tmp_path):
     """The fork bomb reaches RLIMIT_NPROC; until its processes are reaped the slot's next kernel could not start."""
-    probe()
-    limits = Limits(cell_seconds=20, notebook_seconds=60, scratch_mb=64)
-    with kernel_uids(1) as uids:
-        kernels = Kernels(Sandbox(limits=limits), limits, seed=3, root=tmp_path, uids=uids)
-        nb = nbformat.read(SUBMISSIONS / "fork_bomb" / "conv_basics.ipynb", as_version=4)
-        _, execution = kernels.run(nb)
+    with _fork_bomb_run(tmp_path, cell_seconds=20) as (kernels, execution, uid):
         assert execution.status == "processes"
-        assert _tasks_of(uids[0]) == 0
+        assert _tasks_of(uid) == 0
         _, execution = kernels.run(nbformat.read(SUBMISSIONS / "correct" / "conv_basics.ipynb", as_version=4))
         assert execution.status == "ok" and execution.replies
 
@@ -126,14 +133,9 @@ def test_a_fork_bomb_that_starves_the_watchdog_is_still_named_for_its_processes(
     from cnnlab.grading.pipeline import execute as executing  # noqa: PLC0415
 
     monkeypatch.setattr(executing._Watchdog, "run", lambda self: None)  # a thread that never got the CPU
-    probe()
-    limits = Limits(cell_seconds=5, notebook_seconds=60, scratch_mb=64)
-    with kernel_uids(1) as uids:
-        kernels = Kernels(Sandbox(limits=limits), limits, seed=3, root=tmp_path, uids=uids)
-        nb = nbformat.read(SUBMISSIONS / "fork_bomb" / "conv_basics.ipynb", as_version=4)
-        _, execution = kernels.run(nb)
+    with _fork_bomb_run(tmp_path, cell_seconds=5) as (_, execution, uid):
         assert execution.status == "processes"
-        assert _tasks_of(uids[0]) == 0
+        assert _tasks_of(uid) == 0
 
 
 def test_a_single_look_kills_a_tree_past_its_process_limit():

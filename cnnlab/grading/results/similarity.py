@@ -16,6 +16,7 @@ decides what it means.
 from __future__ import annotations
 
 import html
+import io
 import itertools
 import logging
 from dataclasses import dataclass
@@ -75,7 +76,6 @@ def documents(submissions: list[tuple[str, object]], source_nb, assignment: str)
 
 
 def _fingerprint(text: str, boilerplate: list):
-    import io  # noqa: PLC0415
 
     from copydetect import CodeFingerprint  # noqa: PLC0415 -- pygments and numpy: only when a report is made
 
