@@ -19,7 +19,9 @@ and the experiments lesson 06 runs with it.
 
 from __future__ import annotations
 
+import json
 import math
+from collections import OrderedDict
 
 import numpy as np
 
@@ -28,6 +30,7 @@ from cnnlab.env import import_tensorflow
 import_tensorflow()
 
 import keras  # noqa: E402
+from tensorflow.python.framework.config import is_op_determinism_enabled  # noqa: E402  (not in tf.config)
 
 from cnnlab.data import imagenet_weights  # noqa: E402
 from cnnlab.models import BLOCK_ENDS  # noqa: E402
@@ -75,11 +78,15 @@ def few_labels(x: np.ndarray, y: np.ndarray, n: int, *, seed: int = 0) -> tuple[
 
 def fit_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, learning_rate: float = 1e-3,
               batch_size: int = 32, seed: int = 0) -> keras.Model:  # fmt: skip
-    """Compile with Adam and train for exactly ``steps`` mini-batches, whatever ``len(x)`` is.
+    """Train ``model`` with a fresh Adam for exactly ``steps`` mini-batches, whatever ``len(x)`` is.
 
     A fixed number of steps makes runs on 20 and on 500 examples cost the same,
     so learning curves compare data, not training time. The batches walk through
     shuffled passes over the data.
+
+    The steps run in a compiled twin of ``model`` (:func:`_compiled_twin`); the trained
+    weights and Adam's state are copied back, so ``model`` ends compiled and trained as
+    if it had been fitted itself. Returns ``model``.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps!r}")
@@ -87,9 +94,60 @@ def fit_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, l
     rng = np.random.default_rng(seed)
     passes = math.ceil(steps * batch_size / len(x))
     order = np.concatenate([rng.permutation(len(x)) for _ in range(passes)])[: steps * batch_size]
-    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
-    model.fit(x[order], y[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+    twin = _compiled_twin(model, learning_rate)
+    twin.set_weights(model.get_weights())
+    twin.fit(x[order], y[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+    model.set_weights(twin.get_weights())
+    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")  # no tracing: cheap
+    model.optimizer.build(model.trainable_variables)
+    for mine, trained in zip(model.optimizer.variables, twin.optimizer.variables, strict=True):
+        mine.assign(trained)
     return model
+
+
+_TWINS: OrderedDict[str, keras.Model] = OrderedDict()  # compiled models by _architecture, most recent last
+_MAX_TWINS = 24
+
+
+def _architecture(model: keras.Model, learning_rate: float) -> str:
+    """What makes two models train identically from the same weights: layers (names aside), trainability, rate.
+
+    And whether op determinism is on: a training graph traced before ``cnnlab.setup`` turned
+    it on sums in another order than one traced after (seen as last-bit differences).
+    """
+    layers = [[type(layer).__name__, {k: v for k, v in layer.get_config().items() if k != "name"}, layer.trainable]
+              for layer in model.layers]  # fmt: skip
+    deterministic = is_op_determinism_enabled()
+    return json.dumps([layers, list(model.input_shape), float(learning_rate), deterministic], sort_keys=True,
+                      default=str)  # fmt: skip
+
+
+def _compiled_twin(model: keras.Model, learning_rate: float) -> keras.Model:
+    """A compiled model with ``model``'s architecture and a zeroed Adam: a fresh model, minus the retrace.
+
+    Keras traces a new training graph for every model it compiles: about 1.5 s here,
+    more than 100 steps of training take. Lesson 06 trains about a hundred models of
+    a few architectures, so each architecture is compiled once and reused. Reuse is
+    exact: the caller's weights are copied in, and Adam's state (step count, first
+    and second moments, all zero-initialised) is set back to zero, so every run
+    starts where a freshly compiled model would, and gives the same numbers.
+    """
+    key = _architecture(model, learning_rate)
+    twin = _TWINS.get(key)
+    if twin is None:
+        twin = keras.models.clone_model(model)
+        for copy, original in zip(twin.layers, model.layers, strict=True):
+            copy.trainable = original.trainable
+        twin.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
+        _TWINS[key] = twin
+        if len(_TWINS) > _MAX_TWINS:
+            _TWINS.popitem(last=False)
+    else:
+        _TWINS.move_to_end(key)
+        for variable in twin.optimizer.variables:
+            if variable.name != "learning_rate":  # Adam's other variables all start at zero
+                variable.assign(np.zeros(variable.shape, variable.dtype))
+    return twin
 
 
 def _eager_outputs(model: keras.Model, x: np.ndarray, chunk: int = 512) -> np.ndarray:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import cnnlab
 from cnnlab import data, models, transfer
 from cnnlab.data import Split
 from cnnlab.env import import_tensorflow
@@ -50,6 +51,41 @@ def test_fit_steps_runs_exactly_that_many_steps_on_any_amount_of_data():
         assert int(model.optimizer.iterations.numpy()) == 5
     with pytest.raises(ValueError, match="steps must be >= 1"):
         transfer.fit_steps(models.digit_base(), x, y, steps=0)
+
+
+def _compiled_and_fitted(model, x, y, *, steps, learning_rate, seed):
+    """What fit_steps does without its reused twin: compile this model, fit it (lesson 06 writes it so)."""
+    batch_size, rng = min(32, len(x)), np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(len(x)) for _ in range(steps)])
+    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
+    model.fit(x[order][: steps * batch_size], y[order][: steps * batch_size], batch_size=batch_size, epochs=1,
+              shuffle=False, verbose=0)  # fmt: skip
+    return model
+
+
+@pytest.mark.parametrize("keep, first, learning_rate", [(None, None, 1e-3), ("pool2", "conv2", 1e-4)])
+def test_fit_steps_trains_exactly_as_a_freshly_compiled_model_run_after_run(base, keep, first, learning_rate):
+    """The compiled twin is reused from the second run on; weights and Adam's state match a fresh model's bit for bit.
+
+    Bit for bit needs TensorFlow's op determinism, which the lessons turn on with cnnlab.setup.
+    """
+    cnnlab.setup(seed=0)
+    x, y = digits(40)
+    for seed in (0, 1, 2):
+        pair = []
+        for _ in range(2):
+            keras.utils.set_random_seed(seed)
+            model = transfer.transfer_model(base, keep, 5)
+            if first:
+                transfer.unfreeze_from(model, first)
+            pair.append(model)
+        fresh = _compiled_and_fitted(pair[0], x, y, steps=4, learning_rate=learning_rate, seed=seed)
+        reused = transfer.fit_steps(pair[1], x, y, steps=4, learning_rate=learning_rate, seed=seed)
+        for a, b in zip(fresh.get_weights(), reused.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(fresh.optimizer.variables, reused.optimizer.variables, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(reused.optimizer.iterations.numpy()) == 4
 
 
 def test_transfer_model_copies_kept_layers_and_reinitialises_the_rest(base):
