@@ -41,11 +41,12 @@ def marking_sheet(out: Path) -> dict:
         manual = [c for c in r.cells if c.passed is None]
         if not manual:
             continue
-        answers = dict(r.manual_answers)
+        answers, printed = dict(r.manual_answers), dict(r.printed)
         students.append({
             "assignment": r.assignment, "student": r.student,
             "answers": {c.grade_id: student_words(answers.get(c.grade_id, ""), texts.get((r.assignment, c.grade_id), ("",))[0])
                         for c in manual},
+            "printed": {c.grade_id: printed[c.grade_id] for c in manual if c.grade_id in printed},
             "marks": {c.grade_id: {"points": c.points, "comment": c.comment} for c in manual if c.marked},
             "total": r.total, "max": r.max_points, "final": r.final, "pending": r.manual_pending,
         })  # fmt: skip

@@ -19,6 +19,7 @@ from tests.browser import browser_page, jupyter
 SOURCE = Path(__file__).parents[1] / "fixtures" / "source"
 ANSWERS = {"ann": "Because the kernel has to fit inside the signal.", "bob": "It loses f - 1 samples.",
            "cy": ""}  # fmt: skip
+PRINTED = {"ann": "test digits 400 to 599: 193 of 200 flipped\n<b>median 0.150</b>"}  # HTML from a kernel stays text
 pytestmark = pytest.mark.slow
 
 
@@ -27,7 +28,8 @@ def _grades(root: Path) -> Path:
     results = [SubmissionResult(s, "conv_basics", f"submitted/{s}/conv_basics/conv_basics.ipynb", "graded",
                                 (CellResult("test_conv1d", 3.0, 3.0, True), CellResult("test_output_length", 2.0, 2.0, True),
                                  CellResult("why_shorter", 0.0, 1.0, None, "written answer: graded by a person")),
-                                manual_answers=(("why_shorter", "Why is the output shorter than the input?\n\n" + a),))
+                                manual_answers=(("why_shorter", "Why is the output shorter than the input?\n\n" + a),),
+                                printed=(("why_shorter", PRINTED[s]),) if s in PRINTED else ())
                for s, a in ANSWERS.items()]  # fmt: skip
     publish(out, Sheet(1, "bwrap", results, source=str(SOURCE)))
     return out
@@ -44,6 +46,7 @@ def test_the_sheet_the_page_shows(tmp_path):
     assert task["question"] == "Why is the output shorter than the input?" and task["model_answer"] == "The kernel must fit."
     assert task["rubric"] == "**Rubric**\n- (1 pt) Says the kernel must fit inside the signal."
     assert [s["answers"]["why_shorter"] for s in sheet["students"]] == list(ANSWERS.values())  # question stripped
+    assert [s["printed"] for s in sheet["students"]] == [{"why_shorter": PRINTED["ann"]}, {}, {}]
 
 
 def test_marking_with_the_keyboard_in_a_browser(tmp_path):
@@ -60,6 +63,8 @@ def test_marking_with_the_keyboard_in_a_browser(tmp_path):
         assert page.inner_text("#model") == "The kernel must fit."
         assert "(1 pt) Says the kernel must fit inside the signal." in page.inner_text("#rubric")
         assert page.inner_text("#answer") == ANSWERS["ann"]
+        assert page.is_visible("#printed") and page.inner_text("#printed") == PRINTED["ann"]
+        assert page.locator("#printed b").count() == 0
         page.keyboard.type("1")
         page.keyboard.press("Tab")
         page.keyboard.type("Clear and right.")
@@ -69,6 +74,7 @@ def test_marking_with_the_keyboard_in_a_browser(tmp_path):
 
         page.keyboard.press("Alt+ArrowDown")
         page.wait_for_function("document.getElementById('who').textContent === 'bob'")
+        assert not page.is_visible("#printed")  # bob's notebook printed nothing above his answer
         page.keyboard.type("0.5")
         page.wait_for_function("document.getElementById('status').textContent === 'saved'")
         page.keyboard.press("Alt+ArrowDown")

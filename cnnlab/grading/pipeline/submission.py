@@ -38,10 +38,11 @@ class Assignment:
     per_student: bool = False  # nb's variant cell holds this student's own values (cnnlab grade --secret)
 
 
-def _row(sub: Submission, status: str, started: float, *, cells=(), notes=(), answers=()) -> SubmissionResult:
+def _row(sub: Submission, status: str, started: float, *, cells=(), notes=(), answers=(), printed=()) -> SubmissionResult:
     """One grade-sheet row for ``sub``; intake notes follow the step's own notes."""
     return SubmissionResult(sub.student, sub.assignment, str(sub.path), status, tuple(cells), (*notes, *sub.notes),
-                            tuple(answers), time.monotonic() - started, folder=sub.folder)  # fmt: skip
+                            tuple(answers), time.monotonic() - started, folder=sub.folder,
+                            printed=tuple(printed))  # fmt: skip
 
 
 def _zero(assignment: Assignment) -> tuple[CellResult, ...]:
@@ -213,7 +214,48 @@ def run_and_score(sub: Submission, assignment: Assignment, reference: Reference,
     return _row(sub, "graded" if runs.status == "ok" else runs.status, started,
                 cells=score(list(assignment.items), reference, runs.executed, runs.execution, failed=runs.failed),
                 notes=(*variant_notes, *runs.notes, *_execution_notes(runs.execution, kernels.limits)),
-                answers=answers)  # fmt: skip
+                answers=answers, printed=printed_above_answers(runs.executed, manual))  # fmt: skip
+
+
+PRINTED_CHARACTERS = 4_000  # kept of what the code above one written answer printed
+
+
+def printed_above_answers(nb, manual: set[str]) -> list[tuple[str, str]]:
+    """``(grade_id, text)``: what the code cells right above each written answer printed, for its marker.
+
+    A written answer often quotes numbers its own notebook printed (with a variant, numbers no
+    model answer holds). The text outputs (stdout and plain-text results) of the unbroken run of
+    code cells just above the answer are kept, the first PRINTED_CHARACTERS of them. They come
+    from the student's kernel: the marking page shows them as text, never as HTML.
+    """
+    found = []
+    for index, cell in enumerate(nb.cells):
+        seg = segment(cell)
+        if seg.get("kind") != "answer" or seg.get("grade_id") not in manual:
+            continue
+        above = []
+        for code in reversed(nb.cells[:index]):
+            if code.get("cell_type") != "code":
+                break
+            above.insert(0, "".join(_printed(output) for output in code.get("outputs", [])))
+        text = "".join(above).strip()
+        if text:
+            cut = len(text) > PRINTED_CHARACTERS
+            found.append((seg["grade_id"], text[:PRINTED_CHARACTERS] + (" [...]" if cut else "")))
+    return found
+
+
+def _printed(output) -> str:
+    """The text a notebook shows for one output: a stdout stream or a plain-text result; nothing else."""
+    kind = output.get("output_type")
+    if kind == "stream" and output.get("name") == "stdout":
+        text = output.get("text", "")
+    elif kind in ("execute_result", "display_data"):
+        text = output.get("data", {}).get("text/plain", "")
+    else:
+        return ""
+    text = "".join(text) if isinstance(text, list) else str(text)
+    return text if text.endswith("\n") else text + "\n"
 
 
 def _variant_notes(nb, assignment: Assignment) -> tuple[str, ...]:

@@ -81,6 +81,7 @@ class SubmissionResult:
     hours_late: float = 0.0
     penalty_percent: float = 0.0  # of the points earned
     folder: str = ""  # the owner's folder the submission was found in ("" in sheets from before it was kept)
+    printed: tuple[tuple[str, str], ...] = ()  # (grade_id, what the notebook printed just above that written answer)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -145,7 +146,7 @@ def row_to_dict(result: SubmissionResult) -> dict:
         "hours_late": round(result.hours_late, 3), "penalty_percent": result.penalty_percent,
         "final": result.final if result.scored else None, "seconds": round(result.seconds, 2),
         "notes": list(result.notes), "answers": dict(result.manual_answers),
-        "cells": [_cell_dict(c) for c in result.cells], "folder": result.folder,
+        "cells": [_cell_dict(c) for c in result.cells], "folder": result.folder, "printed": dict(result.printed),
     }  # fmt: skip
 
 
@@ -164,7 +165,8 @@ def row_from_dict(row: dict) -> SubmissionResult:
                             cells, tuple(row.get("notes", [])), tuple(row.get("answers", {}).items()),
                             float(row.get("seconds", 0)), str(row.get("submitted_at", "")),
                             float(row.get("hours_late", 0)), float(row.get("penalty_percent", 0)),
-                            str(row.get("folder", "")))  # fmt: skip
+                            str(row.get("folder", "")),
+                            tuple((str(k), str(v)) for k, v in row.get("printed", {}).items()))  # fmt: skip
 
 
 def sheet_to_json(sheet: Sheet) -> str:
