@@ -95,11 +95,6 @@ class Execution:
     memory_limit_hit: bool = False  # the cgroup refused memory (a write into a memfd fails rather than being killed)
 
 
-def _tree(root: int, cap: int = 1 << 30) -> list[int]:
-    """``root`` and its descendants (Linux /proc), stopping past ``cap`` of them (a fork bomb is big)."""
-    return [pid for pid, _ in _tree_with_starts(root, cap)]
-
-
 def _tree_with_starts(root: int, cap: int = 1 << 30) -> list[tuple[int, str | None]]:
     """``(pid, start time)`` of ``root`` and its descendants: the start time tells a recycled pid apart."""
     found, stack, seen = [], [root], set()
