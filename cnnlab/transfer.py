@@ -95,6 +95,10 @@ def fit_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, l
     passes = math.ceil(steps * batch_size / len(x))
     order = np.concatenate([rng.permutation(len(x)) for _ in range(passes)])[: steps * batch_size]
     twin = _compiled_twin(model, learning_rate)
+    if twin is None:  # a model that cannot be cloned: compile and train it itself, as Keras would
+        model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
+        model.fit(x[order], y[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        return model
     twin.set_weights(model.get_weights())
     twin.fit(x[order], y[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
     model.set_weights(twin.get_weights())
@@ -122,7 +126,7 @@ def _architecture(model: keras.Model, learning_rate: float) -> str:
                       default=str)  # fmt: skip
 
 
-def _compiled_twin(model: keras.Model, learning_rate: float) -> keras.Model:
+def _compiled_twin(model: keras.Model, learning_rate: float) -> keras.Model | None:
     """A compiled model with ``model``'s architecture and a zeroed Adam: a fresh model, minus the retrace.
 
     Keras traces a new training graph for every model it compiles: about 1.5 s here,
@@ -131,11 +135,20 @@ def _compiled_twin(model: keras.Model, learning_rate: float) -> keras.Model:
     exact: the caller's weights are copied in, and Adam's state (step count, first
     and second moments, all zero-initialised) is set back to zero, so every run
     starts where a freshly compiled model would, and gives the same numbers.
+
+    ``None`` for a model Keras cannot describe or clone (a custom layer without
+    ``get_config``, a subclassed model): it is then trained itself.
     """
-    key = _architecture(model, learning_rate)
+    try:
+        key = _architecture(model, learning_rate)
+    except (AttributeError, NotImplementedError, TypeError, ValueError):
+        return None
     twin = _TWINS.get(key)
     if twin is None:
-        twin = keras.models.clone_model(model)
+        try:
+            twin = keras.models.clone_model(model)
+        except (NotImplementedError, TypeError, ValueError):
+            return None
         for copy, original in zip(twin.layers, model.layers, strict=True):
             copy.trainable = original.trainable
         twin.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")

@@ -88,6 +88,27 @@ def test_fit_steps_trains_exactly_as_a_freshly_compiled_model_run_after_run(base
     assert int(reused.optimizer.iterations.numpy()) == 4
 
 
+class _Scale(keras.layers.Layer):
+    """A student's custom layer with an argument and no get_config: Keras cannot clone it."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+
+def test_fit_steps_trains_a_model_it_cannot_clone_itself():
+    x, y = digits(40)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28, 1)), _Scale(2.0), keras.layers.Flatten(),
+                              keras.layers.Dense(5, activation="softmax")])  # fmt: skip
+    before = model.get_weights()[0].copy()
+    assert transfer.fit_steps(model, x, y, steps=3) is model
+    assert int(model.optimizer.iterations.numpy()) == 3 and not np.array_equal(before, model.get_weights()[0])
+
+
 def test_transfer_model_copies_kept_layers_and_reinitialises_the_rest(base):
     before = [w.copy() for w in base.get_weights()]
     model = transfer.transfer_model(base, "pool2", 3)
