@@ -96,17 +96,22 @@ def fit_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, *, steps: int, l
     order = np.concatenate([rng.permutation(len(x)) for _ in range(passes)])[: steps * batch_size]
     twin = _compiled_twin(model, learning_rate)
     if twin is None:  # a model that cannot be cloned: compile and train it itself, as Keras would
-        model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
+        _compile(model, learning_rate)
         model.fit(x[order], y[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
         return model
     twin.set_weights(model.get_weights())
     twin.fit(x[order], y[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
     model.set_weights(twin.get_weights())
-    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")  # no tracing: cheap
+    _compile(model, learning_rate)  # no tracing: cheap
     model.optimizer.build(model.trainable_variables)
     for mine, trained in zip(model.optimizer.variables, twin.optimizer.variables, strict=True):
         mine.assign(trained)
     return model
+
+
+def _compile(model: keras.Model, learning_rate: float) -> None:
+    """A fresh Adam at ``learning_rate`` and the loss of integer labels: how every model here is trained."""
+    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
 
 
 _TWINS: OrderedDict[str, keras.Model] = OrderedDict()  # compiled models by _architecture, most recent last
@@ -151,7 +156,7 @@ def _compiled_twin(model: keras.Model, learning_rate: float) -> keras.Model | No
             return None
         for copy, original in zip(twin.layers, model.layers, strict=True):
             copy.trainable = original.trainable
-        twin.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
+        _compile(twin, learning_rate)
         _TWINS[key] = twin
         if len(_TWINS) > _MAX_TWINS:
             _TWINS.popitem(last=False)

@@ -22,13 +22,13 @@ import nbformat
 import pytest
 
 from tests.browser import browser_page, jupyter
+from tests.test_without_compiler import MISSING, no_compiler_env
 
 ROOT = Path(__file__).parents[1]
 LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 EXERCISES = sorted(p.name for p in (ROOT / "exercises").glob("*.ipynb"))
 # lesson -> the start of the one line its op cell prints without a compiler (None: it does not use the op)
 RUN_IN_BROWSER = {"01_conv1d_by_hand.ipynb": None, "02_2d_filters.ipynb": "skipping cnnlab.ops.conv2d: "}
-NO_COMPILER = "no C++ compiler found"
 ERRORS = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
 FIGURES = ".jp-OutputArea-output img"
 pytestmark = pytest.mark.slow
@@ -61,10 +61,8 @@ def lab(tmp_path_factory):
         json.dumps({"windowingMode": "none"}))  # fmt: skip
     shots = base / "screenshots"
     shots.mkdir()
-    no_compiler = {"CXX": str(base / "no-such-compiler"), "CNNLAB_OPS_CACHE": str(base / "empty-op-cache"),
-                   "CNNLAB_OFFLINE": "1"}  # fmt: skip
     with jupyter(root, app="lab", extensions={"cnnlab.marking": True},
-                 env={"JUPYTERLAB_SETTINGS_DIR": str(settings), **no_compiler}) as server, browser_page() as page:  # fmt: skip
+                 env={"JUPYTERLAB_SETTINGS_DIR": str(settings), **no_compiler_env(base)}) as server, browser_page() as page:  # fmt: skip
         yield server, page, shots
 
 
@@ -180,7 +178,7 @@ def test_run_all_cells_in_the_browser_without_a_compiler(lab, name):
     assert errors.count() == 0, f"{stopped}; first error: {errors.first.inner_text()[-2000:]}"
     assert ran == code_cells, stopped
     printed = [line for text in page.locator(".jp-OutputArea-output").all_inner_texts() for line in text.splitlines()]
-    notices = [line for line in printed if NO_COMPILER in line]
+    notices = [line for line in printed if MISSING in line]
     if RUN_IN_BROWSER[name] is None:
         assert notices == []
     else:

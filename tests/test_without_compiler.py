@@ -14,11 +14,16 @@ ROOT = Path(__file__).parents[1]
 MISSING = "no C++ compiler found"
 
 
+def no_compiler_env(folder: Path) -> dict[str, str]:
+    """The environment of a machine without a C++ compiler and no op built earlier (scratch paths in ``folder``)."""
+    return {"CXX": str(folder / "no-such-compiler"), "CNNLAB_OPS_CACHE": str(folder / "empty-op-cache"),
+            "CNNLAB_OFFLINE": "1"}  # fmt: skip
+
+
 @pytest.fixture
 def no_compiler(tmp_path, monkeypatch):
-    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setenv("CNNLAB_OPS_CACHE", str(tmp_path / "empty-op-cache"))  # no op built earlier to fall back on
-    monkeypatch.setenv("CNNLAB_OFFLINE", "1")
+    for name, value in no_compiler_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.mark.slow
