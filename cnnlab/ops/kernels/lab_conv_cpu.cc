@@ -15,6 +15,7 @@
 // w in HWIO layout is already the (K, out_c) matrix, and y in NHWC is already
 // (P, out_c) per image: no transposes are materialised.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -123,20 +124,32 @@ void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, con
   const int64_t band = direct::BandRows(g), bands = (g.out_h + band - 1) / band;
   const int64_t image_in = g.in_h * g.in_w * g.in_c, image_out = g.out_h * g.out_w * g.out_c;
   const int64_t units = g.batch * bands;
-  // One contiguous share of the units per pool thread (the calling thread runs
-  // one share itself): finer shards put three threads on two cores.
+  // One runner per pool thread (finer shards put three threads on two cores),
+  // each taking the next unit until none is left: a core that another process
+  // slows down takes fewer units instead of holding the others up. Each output
+  // element is still computed by one unit in one fixed order, so the result
+  // does not depend on which runner took it.
   auto* workers = Workers(ctx);
-  const int64_t shares = std::max<int64_t>(1, std::min<int64_t>(units, workers->NumThreads()));
-  workers->ParallelFor(shares, std::numeric_limits<int32_t>::max(), [&](int64_t begin, int64_t end) {
+  const int64_t runners = std::max<int64_t>(1, std::min<int64_t>(units, workers->NumThreads()));
+  std::atomic<int64_t> next_unit{0};
+  workers->ParallelFor(runners, std::numeric_limits<int32_t>::max(), [&](int64_t, int64_t) {
     direct::Scratch<T> scratch;
-    for (int64_t unit = begin * units / shares; unit < end * units / shares; ++unit) {
+    // A runner claims its next unit before it starts this one, so that this one can fetch the next one's memory.
+    for (int64_t unit = next_unit++, following; unit < units; unit = following) {
+      following = next_unit++;
       const int64_t n = unit / bands, oh = (unit % bands) * band;
       const int64_t last = std::min(g.out_h, oh + band);
       if (kind == Direct::kFewOutputs) {
         direct::ForwardRowsFewOutputs(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch);
-      } else {
-        direct::ForwardRows(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch);
+        continue;
       }
+      direct::Ahead ahead;
+      if (following < units) {
+        const int64_t next_n = following / bands, next_oh = (following % bands) * band;
+        ahead = direct::RowsAhead(g, x + next_n * image_in, next_oh, std::min(g.out_h, next_oh + band),
+                                  y + next_n * image_out);
+      }
+      direct::ForwardRows(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch, &ahead);
     }
   });
 }
