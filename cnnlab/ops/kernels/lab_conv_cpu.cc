@@ -154,6 +154,15 @@ void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, con
   });
 }
 
+// Room for one filter's worth of elements (K * out_c), rearranged for a direct
+// kernel: a TensorFlow temporary, 64-byte aligned like every tensor. (From a
+// std::vector, most of the kernel's vector loads of it would straddle two
+// cache lines.)
+template <typename T>
+absl::Status FilterScratch(OpKernelContext* ctx, const ConvGeometry& g, Tensor* scratch) {
+  return ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value, TensorShape({g.patch_size() * g.out_c}), scratch);
+}
+
 // Rows of the output per work unit: large enough for an efficient GEMM,
 // small enough that one image can still be split between threads.
 constexpr int64_t kRowsPerBlock = 256;
@@ -170,10 +179,12 @@ struct ConvFunctor<CPUDevice, T> {
       return absl::OkStatus();
     }
     if (kind == Direct::kFewOutputs) {  // w (K, out_c) -> (out_c, K)
-      std::vector<T> transposed(static_cast<size_t>(g.patch_size() * g.out_c));
+      Tensor scratch;
+      TF_RETURN_IF_ERROR(FilterScratch<T>(ctx, g, &scratch));
+      T* transposed = scratch.flat<T>().data();
       for (int64_t k = 0; k < g.patch_size(); ++k)
         for (int64_t o = 0; o < g.out_c; ++o) transposed[o * g.patch_size() + k] = w[k * g.out_c + o];
-      DirectForward(ctx, kind, g, x, transposed.data(), y);
+      DirectForward(ctx, kind, g, x, transposed, y);
       return absl::OkStatus();
     }
     const int64_t k = g.patch_size(), p = g.patches();
@@ -203,9 +214,11 @@ struct ConvFunctor<CPUDevice, T> {
     const Direct kind = DirectKernelFor<T>(transposed);
     if (g.stride_h == 1 && g.stride_w == 1 && kind != Direct::kNone) {
       // dx is the forward convolution of dy with w flipped and transposed.
-      std::vector<T> flipped(static_cast<size_t>(g.patch_size() * g.out_c));
-      direct::FlipTranspose(g, w, flipped.data(), kind == Direct::kFewOutputs);
-      DirectForward(ctx, kind, transposed, dy, flipped.data(), dx);
+      Tensor scratch;
+      TF_RETURN_IF_ERROR(FilterScratch<T>(ctx, g, &scratch));
+      T* flipped = scratch.flat<T>().data();
+      direct::FlipTranspose(g, w, flipped, kind == Direct::kFewOutputs);
+      DirectForward(ctx, kind, transposed, dy, flipped, dx);
       return absl::OkStatus();
     }
     const int64_t k = g.patch_size(), p = g.patches();
