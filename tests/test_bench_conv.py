@@ -3,18 +3,44 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_conv  # noqa: E402
 
 
-def test_ours_and_the_reference_alternate_round_by_round():
-    calls = []
-    mine, reference = bench_conv.interleaved_ratios(lambda: calls.append("ours"), lambda: calls.append("tf"),
-                                                    rounds=5, per_round=3)  # fmt: skip
-    assert len(mine) == len(reference) == 5
-    assert calls[:4] == ["ours", "tf", "ours", "tf"]  # warm-up
-    assert calls[4:] == (["ours"] * 3 + ["tf"] * 3) * 5
+class FakeClock:
+    """time.perf_counter for the benchmark, moved on only by the functions it times."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def function(self, name, calls, seconds):
+        def run():
+            calls.append(name)
+            self.now += seconds
+
+        return run
+
+
+def test_ours_and_the_reference_alternate_round_by_round_in_batches_of_calls(monkeypatch):
+    clock, calls = FakeClock(), []
+    monkeypatch.setattr(bench_conv.time, "perf_counter", clock)
+    ours, theirs = clock.function("ours", calls, 0.001), clock.function("tf", calls, 0.002)
+    mine, reference = bench_conv.interleaved_ratios(ours, theirs, rounds=5, sample_seconds=0.01)
+    assert mine == pytest.approx([0.001] * 5) and reference == pytest.approx([0.002] * 5)  # per call, not per batch
+    assert calls[:6] == ["ours", "tf", "ours", "tf", "ours", "tf"]  # warm-up, then one timed call each
+    assert calls[6:] == (["ours"] * 10 + ["tf"] * 5) * 5  # batches of about 10 ms each
+
+
+def test_a_call_longer_than_a_sample_is_timed_alone(monkeypatch):
+    clock, calls = FakeClock(), []
+    monkeypatch.setattr(bench_conv.time, "perf_counter", clock)
+    assert bench_conv.calls_filling(clock.function("slow", calls, 0.5), seconds=0.05) == 1
 
 
 def test_the_row_gives_the_median_ratio_and_its_min_and_max(capsys):
