@@ -68,12 +68,14 @@ BAND_CASES = [  # bands of output rows: several per image, one row per band, a b
     ((2, 40, 9, 32), (1, 1, 32, 16), (1, 1), "VALID"),
     ((1, 9, 9, 16), (7, 7, 16, 32), (1, 1), "SAME"),
     ((2, 9, 7, 16), (3, 3, 16, 16), (2, 2), "SAME"),
-    # the forward pass's inside block and its rim: uneven padding (1 before, 2 after), a rim only
-    # below and right (stride 2), rows inside but no column inside, middle bands with no rim above or below
+    # the forward pass's blocks of pixels that read the same taps: uneven padding (1 before, 2 after),
+    # a rim only below and right (stride 2), no column with every tap inside, bands with no rim above or below
     ((1, 70, 20, 16), (4, 4, 16, 16), (1, 1), "SAME"),
     ((2, 33, 40, 16), (3, 3, 16, 32), (2, 2), "SAME"),
     ((1, 40, 2, 16), (3, 3, 16, 16), (1, 1), "SAME"),
     ((1, 100, 30, 16), (5, 3, 16, 64), (1, 1), "SAME"),
+    # a filter whose edges come in more kinds than the forward pass keeps room for: the padded band
+    ((1, 2, 80, 16), (1, 70, 16, 16), (1, 1), "SAME"),
 ]
 
 

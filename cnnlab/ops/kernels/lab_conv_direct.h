@@ -10,9 +10,12 @@
 //                    with w flipped and transposed: w'[fy', fx', o, c] = w[fh-1-fy', fw-1-fx', c, o]
 // `Tile` keeps an MR x NV block of vectors of c in registers while j runs, so
 // each loaded b vector feeds MR multiply-adds and nothing but the result is
-// stored. The input is read through a "band": the input rows that a run of
-// output rows needs, zero-padded on all sides, so that the kernel never tests
-// a border. Without padding the band is the image itself. Where N is below
+// stored. The kernel never tests a border. The forward pass (and so the input
+// gradient) reads the image where it lies and skips the taps that padding would
+// supply, in blocks of pixels that all read the same taps (ForwardRows); like
+// oneDNN, it does no multiply-adds with padding's zeros. The filter gradient
+// reads a "band", the input rows that a run of output rows needs, zero-padded
+// where padding reaches it. Where N is below
 // one vector but the channels summed over fill vectors (the input gradient of
 // a first layer, a convolution down to one channel), `ChannelDot` runs the
 // vectors along the channels instead.
@@ -79,11 +82,11 @@ __attribute__((always_inline)) inline void MultiplyAddBroadcast(V& acc, const V&
   acc += (*scalar - V{}) * b;
 }
 
-// c[i][0 : NV*lanes] (+)= sum_{j < J} src[row_off[i] + col_off[j]] * b[j * b_stride + 0 : NV*lanes]
+// c[c_off[i] + 0 : NV*lanes] (+)= sum_{j < J} src[row_off[i] + col_off[j]] * b[j * b_stride + 0 : NV*lanes]
 // for i < rows <= MR. Rows past `rows` repeat the last one and are not stored (TileOf passes MR = rows).
 template <typename T, int MR, int NV>
 __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row_off, int rows, const int64_t* col_off,
-                                                int64_t J, const T* b, int64_t b_stride, T* c, int64_t c_stride,
+                                                int64_t J, const T* b, int64_t b_stride, T* c, const int64_t* c_off,
                                                 bool accumulate) {
   using V = typename Simd<T>::Vector;
   constexpr int L = Simd<T>::kLanes;
@@ -95,7 +98,7 @@ __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       if (accumulate && i < rows) {
-        acc[i][v] = Simd<T>::Load(c + i * c_stride + v * L);
+        acc[i][v] = Simd<T>::Load(c + c_off[i] + v * L);
       } else {
         acc[i][v] = V{};
       }
@@ -116,7 +119,7 @@ __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row
 #pragma GCC unroll 16
   for (int i = 0; i < rows; ++i) {
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) Simd<T>::Store(c + i * c_stride + v * L, acc[i][v]);
+    for (int v = 0; v < NV; ++v) Simd<T>::Store(c + c_off[i] + v * L, acc[i][v]);
   }
 }
 
@@ -124,15 +127,15 @@ __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row
 // a full tile (a first layer's filter gradient has 9), computes no row it does not store.
 template <typename T, int MR, int NV>
 inline void TileOf(int rows, const T* src, const int64_t* row_off, const int64_t* col_off, int64_t J, const T* b,
-                   int64_t b_stride, T* c, int64_t c_stride, bool accumulate) {
+                   int64_t b_stride, T* c, const int64_t* c_off, bool accumulate) {
   if constexpr (MR > 1) {
-    if (rows < MR) return TileOf<T, MR - 1, NV>(rows, src, row_off, col_off, J, b, b_stride, c, c_stride, accumulate);
+    if (rows < MR) return TileOf<T, MR - 1, NV>(rows, src, row_off, col_off, J, b, b_stride, c, c_off, accumulate);
   }
   // Constant rows and flag, so that the accumulators stay in registers and the stores unroll.
   if (accumulate) {
-    Tile<T, MR, NV>(src, row_off, MR, col_off, J, b, b_stride, c, c_stride, true);
+    Tile<T, MR, NV>(src, row_off, MR, col_off, J, b, b_stride, c, c_off, true);
   } else {
-    Tile<T, MR, NV>(src, row_off, MR, col_off, J, b, b_stride, c, c_stride, false);
+    Tile<T, MR, NV>(src, row_off, MR, col_off, J, b, b_stride, c, c_off, false);
   }
 }
 
@@ -167,48 +170,52 @@ struct Ahead {
   int64_t read_per_step_ = 0, write_per_step_ = 0, read_done_ = 0, write_done_ = 0;
 };
 
-// All rows [0, n_rows) of c, columns [0, n_cols): tiles of MR rows by up to
-// four vectors, with MR as large as the registers allow for that width.
+// Registers: MR * NV accumulators + NV for b (the broadcast is a memory operand with AVX-512, one more register without).
+constexpr int kRows4 = (kRegisters - 5) / 4, kRows2 = (kRegisters - 3) / 2, kRows1 = std::min(kRegisters - 2, 14);
+
+// The widest tile that fits the `columns` left of a product: (rows per tile, vectors per tile).
+template <typename T>
+std::pair<int, int> TileShape(int64_t columns) {
+  const int64_t vectors = columns / Simd<T>::kLanes;
+  if (vectors >= 4 && kRegisters >= 32) return {kRows4, 4};
+  if (vectors >= 2) return {kRows2, 2};
+  return {kRows1, 1};
+}
+
+// How many tiles Product runs for n_rows x n_cols.
+template <typename T>
+int64_t TileCount(int64_t n_rows, int64_t n_cols) {
+  int64_t tiles = 0;
+  for (int64_t col = 0; col < n_cols;) {
+    const auto [rows, vectors] = TileShape<T>(n_cols - col);
+    tiles += (n_rows + rows - 1) / rows;
+    col += vectors * Simd<T>::kLanes;
+  }
+  return tiles;
+}
+
+// All rows [0, n_rows) of c, columns [0, n_cols), row i at c + c_off[i]: tiles
+// of MR rows by up to four vectors, with MR as large as the registers allow for
+// that width. `ahead`, if given, takes one Step() per tile.
 template <typename T>
 void Product(const T* src, const int64_t* row_off, int64_t n_rows, const int64_t* col_off, int64_t J, const T* b,
-             int64_t b_stride, T* c, int64_t c_stride, int64_t n_cols, bool accumulate, Ahead* ahead = nullptr) {
-  constexpr int L = Simd<T>::kLanes;
-  // Registers: MR * NV accumulators + NV for b + 1 broadcast.
-  constexpr int kRows4 = (kRegisters - 5) / 4, kRows2 = (kRegisters - 3) / 2, kRows1 = std::min(kRegisters - 2, 14);
-  // The widest tile that fits the columns left at `col`: (rows per tile, vectors per tile).
-  auto shape = [&](int64_t col) -> std::pair<int, int> {
-    const int64_t vectors = (n_cols - col) / L;
-    if (vectors >= 4 && kRegisters >= 32) return {kRows4, 4};
-    if (vectors >= 2) return {kRows2, 2};
-    return {kRows1, 1};
-  };
-  if (ahead != nullptr) {
-    int64_t tiles = 0;
-    for (int64_t col = 0; col < n_cols;) {
-      const auto [rows, vectors] = shape(col);
-      tiles += (n_rows + rows - 1) / rows;
-      col += vectors * L;
-    }
-    ahead->Spread(tiles);
-  }
+             int64_t b_stride, T* c, const int64_t* c_off, int64_t n_cols, bool accumulate, Ahead* ahead = nullptr) {
   for (int64_t col = 0; col < n_cols;) {
-    const auto [tile_rows, vectors] = shape(col);
+    const auto [tile_rows, vectors] = TileShape<T>(n_cols - col);
     const T* b_col = b + col;
     T* c_col = c + col;
     for (int64_t r = 0; r < n_rows; r += tile_rows) {
       if (ahead != nullptr) ahead->Step();
       const int rows = static_cast<int>(std::min<int64_t>(tile_rows, n_rows - r));
-      const T* b_r = b_col;
-      T* c_r = c_col + r * c_stride;
       if (vectors == 4) {
-        TileOf<T, kRows4, 4>(rows, src, row_off + r, col_off, J, b_r, b_stride, c_r, c_stride, accumulate);
+        TileOf<T, kRows4, 4>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col, c_off + r, accumulate);
       } else if (vectors == 2) {
-        TileOf<T, kRows2, 2>(rows, src, row_off + r, col_off, J, b_r, b_stride, c_r, c_stride, accumulate);
+        TileOf<T, kRows2, 2>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col, c_off + r, accumulate);
       } else {
-        TileOf<T, kRows1, 1>(rows, src, row_off + r, col_off, J, b_r, b_stride, c_r, c_stride, accumulate);
+        TileOf<T, kRows1, 1>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col, c_off + r, accumulate);
       }
     }
-    col += vectors * L;
+    col += vectors * Simd<T>::kLanes;
   }
 }
 
@@ -324,18 +331,109 @@ struct Band {
 template <typename T>
 struct Scratch {
   std::vector<T> band;
-  std::vector<int64_t> taps, pixels;
+  std::vector<int64_t> taps, pixels, outputs;
 };
 
-// y rows [oh0, oh1) of one image: image (in_h, in_w, in_c), w (K, out_c), y_image (out_h, out_w, out_c).
+// The filter taps along one axis that output o reads inside the input: [lo, hi), empty when hi <= lo.
+struct TapRange {
+  int64_t lo, hi;
+};
+
+inline TapRange TapsInside(int64_t o, int64_t stride, int64_t pad, int64_t filter, int64_t in) {
+  const int64_t first = o * stride - pad;  // the input position of tap 0
+  return {std::clamp<int64_t>(-first, 0, filter), std::clamp<int64_t>(in - first, 0, filter)};
+}
+
+// Outputs [begin, end) along one axis, as runs of consecutive outputs that read the same taps inside the input.
+struct Run {
+  int64_t begin, end;
+  TapRange taps;
+};
+
+inline int Runs(int64_t begin, int64_t end, int64_t stride, int64_t pad, int64_t filter, int64_t in, Run* runs,
+                int most) {
+  int n = 0;
+  for (int64_t o = begin; o < end; ++o) {
+    const TapRange t = TapsInside(o, stride, pad, filter, in);
+    if (n > 0 && runs[n - 1].taps.lo == t.lo && runs[n - 1].taps.hi == t.hi) {
+      runs[n - 1].end = o + 1;
+    } else if (n < most) {
+      runs[n++] = {o, o + 1, t};
+    } else {
+      return -1;  // more kinds of edge than the caller has room for
+    }
+  }
+  return n;
+}
+
+// As ForwardRows, through a zero-padded copy of the band: for filters whose
+// edges come in more kinds than ForwardRows keeps room for.
 template <typename T>
-void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1, const T* w, T* y_image,
-                 Scratch<T>* s, Ahead* ahead = nullptr) {
+void ForwardRowsPadded(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1, const T* w, T* y_image,
+                       Scratch<T>* s, Ahead* ahead) {
   const Band<T> band(g, image, oh0, oh1, &s->band);
   Band<T>::TapOffsets(g, band.pitch, &s->taps);
   Band<T>::PixelOffsets(g, band.pitch, oh1 - oh0, &s->pixels);
-  Product(band.data, s->pixels.data(), (oh1 - oh0) * g.out_w, s->taps.data(), g.patch_size(), w, g.out_c,
-          y_image + oh0 * g.out_w * g.out_c, g.out_c, g.out_c, /*accumulate=*/false, ahead);
+  s->outputs.resize(s->pixels.size());
+  for (size_t i = 0; i < s->outputs.size(); ++i) s->outputs[i] = (oh0 * g.out_w + static_cast<int64_t>(i)) * g.out_c;
+  if (ahead != nullptr) ahead->Spread(TileCount<T>((oh1 - oh0) * g.out_w, g.out_c));
+  Product(band.data, s->pixels.data(), (oh1 - oh0) * g.out_w, s->taps.data(), g.patch_size(), w, g.out_c, y_image,
+          s->outputs.data(), g.out_c, /*accumulate=*/false, ahead);
+}
+
+// y rows [oh0, oh1) of one image: image (in_h, in_w, in_c), w (K, out_c), y_image (out_h, out_w, out_c).
+//
+// The image is read where it lies, and the taps that padding would supply (zeros)
+// are skipped rather than multiplied: the output is cut into blocks whose pixels
+// all read the same taps inside the image (the inside, each row and column of
+// the rim, the corners), and each block sums only its own taps. A block whose
+// taps cover whole filter rows is one product; otherwise one per filter row,
+// each adding to the last.
+template <typename T>
+void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1, const T* w, T* y_image,
+                 Scratch<T>* s, Ahead* ahead = nullptr) {
+  constexpr int kMostRuns = 64;
+  Run rows[kMostRuns], cols[kMostRuns];
+  const int n_rows = Runs(oh0, oh1, g.stride_h, g.pad_top, g.filter_h, g.in_h, rows, kMostRuns);
+  const int n_cols = Runs(0, g.out_w, g.stride_w, g.pad_left, g.filter_w, g.in_w, cols, kMostRuns);
+  if (n_rows < 0 || n_cols < 0) {  // a filter so large that its edges come in many kinds: the zero-padded band
+    return ForwardRowsPadded(g, image, oh0, oh1, w, y_image, s, ahead);
+  }
+  if (ahead != nullptr) ahead->Spread(TileCount<T>((oh1 - oh0) * g.out_w, g.out_c));
+  const int64_t c = g.in_c, pitch = g.in_w * c;
+  for (int r = 0; r < n_rows; ++r) {
+    for (int q = 0; q < n_cols; ++q) {
+      const Run& row = rows[r];
+      const Run& col = cols[q];
+      s->pixels.clear();
+      s->outputs.clear();
+      for (int64_t oh = row.begin; oh < row.end; ++oh)
+        for (int64_t ow = col.begin; ow < col.end; ++ow) {
+          // Where the pixel's first tap inside the image lies, and where its output goes.
+          const int64_t ih = oh * g.stride_h - g.pad_top + row.taps.lo, iw = ow * g.stride_w - g.pad_left + col.taps.lo;
+          s->pixels.push_back(ih * pitch + iw * c);
+          s->outputs.push_back((oh * g.out_w + ow) * g.out_c);
+        }
+      const int64_t pixels = static_cast<int64_t>(s->pixels.size());
+      if (row.taps.hi <= row.taps.lo || col.taps.hi <= col.taps.lo) {  // every tap is padding: a sum of no terms
+        for (int64_t i = 0; i < pixels; ++i) std::fill_n(y_image + s->outputs[i], g.out_c, T(0));
+        continue;
+      }
+      const bool whole_rows = col.taps.lo == 0 && col.taps.hi == g.filter_w;
+      const int64_t taps_fx = col.taps.hi - col.taps.lo, taps_fy = whole_rows ? row.taps.hi - row.taps.lo : 1;
+      s->taps.clear();
+      for (int64_t fy = 0; fy < taps_fy; ++fy)
+        for (int64_t fx = 0; fx < taps_fx; ++fx)
+          for (int64_t ch = 0; ch < c; ++ch) s->taps.push_back(fy * pitch + fx * c + ch);
+      const int64_t J = static_cast<int64_t>(s->taps.size());
+      for (int64_t fy = row.taps.lo; fy < row.taps.hi; fy += taps_fy) {
+        // Filter rows from tap (fy, col.taps.lo); the pixels' taps one filter row further down for each fy.
+        Product(image + (fy - row.taps.lo) * pitch, s->pixels.data(), pixels, s->taps.data(), J,
+                w + (fy * g.filter_w + col.taps.lo) * c * g.out_c, g.out_c, y_image, s->outputs.data(), g.out_c,
+                /*accumulate=*/fy > row.taps.lo, ahead);
+      }
+    }
+  }
 }
 
 // What ForwardRows of output rows [oh0, oh1) of one image reads of the image and writes of y_image.
@@ -370,8 +468,10 @@ void BackpropFilterRows(const ConvGeometry& g, const T* image, int64_t oh0, int6
   const Band<T> band(g, image, oh0, oh1, &s->band);
   Band<T>::TapOffsets(g, band.pitch, &s->taps);
   Band<T>::PixelOffsets(g, band.pitch, oh1 - oh0, &s->pixels);
+  s->outputs.resize(static_cast<size_t>(g.patch_size()));  // row k of dw
+  for (int64_t k = 0; k < g.patch_size(); ++k) s->outputs[k] = k * g.out_c;
   Product(band.data, s->taps.data(), g.patch_size(), s->pixels.data(), (oh1 - oh0) * g.out_w,
-          dy_image + oh0 * g.out_w * g.out_c, g.out_c, dw, g.out_c, g.out_c, /*accumulate=*/true);
+          dy_image + oh0 * g.out_w * g.out_c, g.out_c, dw, s->outputs.data(), g.out_c, /*accumulate=*/true);
 }
 
 // The input gradient of a stride-1 convolution is a forward convolution of dy:
