@@ -83,21 +83,21 @@ __attribute__((always_inline)) inline void MultiplyAddBroadcast(V& acc, const V&
 }
 
 // c[c_off[i] + 0 : NV*lanes] (+)= sum_{j < J} src[row_off[i] + col_off[j]] * b[j * b_stride + 0 : NV*lanes]
-// for i < rows <= MR. Rows past `rows` repeat the last one and are not stored (TileOf passes MR = rows).
+// for i < MR.
 template <typename T, int MR, int NV>
-__attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row_off, int rows, const int64_t* col_off,
+__attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row_off, const int64_t* col_off,
                                                 int64_t J, const T* b, int64_t b_stride, T* c, const int64_t* c_off,
                                                 bool accumulate) {
   using V = typename Simd<T>::Vector;
   constexpr int L = Simd<T>::kLanes;
   const T* a[MR];
-  for (int i = 0; i < MR; ++i) a[i] = src + row_off[std::min(i, rows - 1)];
+  for (int i = 0; i < MR; ++i) a[i] = src + row_off[i];
   V acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      if (accumulate && i < rows) {
+      if (accumulate) {
         acc[i][v] = Simd<T>::Load(c + c_off[i] + v * L);
       } else {
         acc[i][v] = V{};
@@ -117,7 +117,7 @@ __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row
     }
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < rows; ++i) {
+  for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) Simd<T>::Store(c + c_off[i] + v * L, acc[i][v]);
   }
@@ -131,11 +131,11 @@ inline void TileOf(int rows, const T* src, const int64_t* row_off, const int64_t
   if constexpr (MR > 1) {
     if (rows < MR) return TileOf<T, MR - 1, NV>(rows, src, row_off, col_off, J, b, b_stride, c, c_off, accumulate);
   }
-  // Constant rows and flag, so that the accumulators stay in registers and the stores unroll.
+  // A constant flag, so that the accumulators stay in registers and the loads and stores unroll.
   if (accumulate) {
-    Tile<T, MR, NV>(src, row_off, MR, col_off, J, b, b_stride, c, c_off, true);
+    Tile<T, MR, NV>(src, row_off, col_off, J, b, b_stride, c, c_off, true);
   } else {
-    Tile<T, MR, NV>(src, row_off, MR, col_off, J, b, b_stride, c, c_off, false);
+    Tile<T, MR, NV>(src, row_off, col_off, J, b, b_stride, c, c_off, false);
   }
 }
 
@@ -327,13 +327,6 @@ struct Band {
   }
 };
 
-// Per-thread buffers, reused across the units a thread runs.
-template <typename T>
-struct Scratch {
-  std::vector<T> band;
-  std::vector<int64_t> taps, pixels, outputs;
-};
-
 // The filter taps along one axis that output o reads inside the input: [lo, hi), empty when hi <= lo.
 struct TapRange {
   int64_t lo, hi;
@@ -350,36 +343,26 @@ struct Run {
   TapRange taps;
 };
 
-inline int Runs(int64_t begin, int64_t end, int64_t stride, int64_t pad, int64_t filter, int64_t in, Run* runs,
-                int most) {
-  int n = 0;
+inline void Runs(int64_t begin, int64_t end, int64_t stride, int64_t pad, int64_t filter, int64_t in,
+                 std::vector<Run>* runs) {
+  runs->clear();
   for (int64_t o = begin; o < end; ++o) {
     const TapRange t = TapsInside(o, stride, pad, filter, in);
-    if (n > 0 && runs[n - 1].taps.lo == t.lo && runs[n - 1].taps.hi == t.hi) {
-      runs[n - 1].end = o + 1;
-    } else if (n < most) {
-      runs[n++] = {o, o + 1, t};
+    if (!runs->empty() && runs->back().taps.lo == t.lo && runs->back().taps.hi == t.hi) {
+      runs->back().end = o + 1;
     } else {
-      return -1;  // more kinds of edge than the caller has room for
+      runs->push_back({o, o + 1, t});
     }
   }
-  return n;
 }
 
-// As ForwardRows, through a zero-padded copy of the band: for filters whose
-// edges come in more kinds than ForwardRows keeps room for.
+// Per-thread buffers, reused across the units a thread runs.
 template <typename T>
-void ForwardRowsPadded(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1, const T* w, T* y_image,
-                       Scratch<T>* s, Ahead* ahead) {
-  const Band<T> band(g, image, oh0, oh1, &s->band);
-  Band<T>::TapOffsets(g, band.pitch, &s->taps);
-  Band<T>::PixelOffsets(g, band.pitch, oh1 - oh0, &s->pixels);
-  s->outputs.resize(s->pixels.size());
-  for (size_t i = 0; i < s->outputs.size(); ++i) s->outputs[i] = (oh0 * g.out_w + static_cast<int64_t>(i)) * g.out_c;
-  if (ahead != nullptr) ahead->Spread(TileCount<T>((oh1 - oh0) * g.out_w, g.out_c));
-  Product(band.data, s->pixels.data(), (oh1 - oh0) * g.out_w, s->taps.data(), g.patch_size(), w, g.out_c, y_image,
-          s->outputs.data(), g.out_c, /*accumulate=*/false, ahead);
-}
+struct Scratch {
+  std::vector<T> band;
+  std::vector<int64_t> taps, pixels, outputs;
+  std::vector<Run> rows, cols;
+};
 
 // y rows [oh0, oh1) of one image: image (in_h, in_w, in_c), w (K, out_c), y_image (out_h, out_w, out_c).
 //
@@ -392,19 +375,12 @@ void ForwardRowsPadded(const ConvGeometry& g, const T* image, int64_t oh0, int64
 template <typename T>
 void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1, const T* w, T* y_image,
                  Scratch<T>* s, Ahead* ahead = nullptr) {
-  constexpr int kMostRuns = 64;
-  Run rows[kMostRuns], cols[kMostRuns];
-  const int n_rows = Runs(oh0, oh1, g.stride_h, g.pad_top, g.filter_h, g.in_h, rows, kMostRuns);
-  const int n_cols = Runs(0, g.out_w, g.stride_w, g.pad_left, g.filter_w, g.in_w, cols, kMostRuns);
-  if (n_rows < 0 || n_cols < 0) {  // a filter so large that its edges come in many kinds: the zero-padded band
-    return ForwardRowsPadded(g, image, oh0, oh1, w, y_image, s, ahead);
-  }
+  Runs(oh0, oh1, g.stride_h, g.pad_top, g.filter_h, g.in_h, &s->rows);
+  Runs(0, g.out_w, g.stride_w, g.pad_left, g.filter_w, g.in_w, &s->cols);
   if (ahead != nullptr) ahead->Spread(TileCount<T>((oh1 - oh0) * g.out_w, g.out_c));
   const int64_t c = g.in_c, pitch = g.in_w * c;
-  for (int r = 0; r < n_rows; ++r) {
-    for (int q = 0; q < n_cols; ++q) {
-      const Run& row = rows[r];
-      const Run& col = cols[q];
+  for (const Run& row : s->rows) {
+    for (const Run& col : s->cols) {
       s->pixels.clear();
       s->outputs.clear();
       for (int64_t oh = row.begin; oh < row.end; ++oh)
