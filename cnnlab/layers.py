@@ -18,6 +18,9 @@ from cnnlab import ops as _ops  # noqa: E402
 
 __all__ = ["LabConv2D"]
 
+# Activations the op applies itself, with the bias, as it writes each output (see cnnlab.ops.fused_conv2d).
+_FUSED_ACTIVATIONS = {keras.activations.linear: "linear", keras.activations.relu: "relu"}
+
 
 def _pair(name: str, value) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
@@ -47,6 +50,10 @@ class LabConv2D(keras.layers.Layer):
         use_bias: add a learned bias per filter.
         kernel_initializer, bias_initializer: Keras initialisers.
         kernel_regularizer, bias_regularizer: Keras regularisers.
+
+    With no activation or ``"relu"``, the op adds the bias and applies the
+    activation as it writes each output (one op, as oneDNN fuses them for
+    ``Conv2D``); any other activation runs after it.
 
     XLA cannot compile the op, so the layer sets ``supports_jit = False``:
     Keras's ``jit_compile="auto"`` then leaves XLA off, and
@@ -110,10 +117,18 @@ class LabConv2D(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
 
     def call(self, inputs):
-        outputs = _ops.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding)
-        if self.use_bias:
-            outputs = outputs + self.bias
-        return self.activation(outputs) if self.activation is not None else outputs
+        fused = _FUSED_ACTIVATIONS.get(self.activation)
+        if fused is None:  # any other activation runs after the op, as Keras's own function
+            outputs = _ops.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding)
+            if self.use_bias:
+                outputs = outputs + self.bias
+            return self.activation(outputs)
+        if not self.use_bias and fused == "linear":
+            return _ops.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding)
+        bias = self.bias if self.use_bias else keras.ops.zeros((self.filters,), dtype=self.kernel.dtype)
+        return _ops.fused_conv2d(
+            inputs, self.kernel, bias, strides=self.strides, padding=self.padding, activation=fused
+        )
 
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape

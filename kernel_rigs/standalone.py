@@ -85,28 +85,47 @@ class CudaKernels:
     """ctypes bindings of the launchers; pointers are plain ints (device addresses)."""
 
     _PASSES = ("forward", "backprop_input", "backprop_filter", "backprop_filter_deterministic")
+    ACTIVATIONS = ("linear", "relu")  # the fused forward's activation codes, in order
 
     def __init__(self, path: Path | None = None):
         self.lib = ctypes.CDLL(str(path or build_standalone()))
-        for name in self._PASSES:
-            for suffix in ("f32", "f64"):
+        for suffix in ("f32", "f64"):
+            for name in self._PASSES:
                 fn = getattr(self.lib, f"cnnlab_conv2d_{name}_{suffix}")
                 fn.argtypes = [ctypes.POINTER(Geometry)] + [ctypes.c_void_p] * 4
                 fn.restype = ctypes.c_int
+            fused = getattr(self.lib, f"cnnlab_conv2d_forward_bias_activation_{suffix}")
+            fused.argtypes = [ctypes.POINTER(Geometry)] + [ctypes.c_void_p] * 3 + [ctypes.c_int] + [ctypes.c_void_p] * 2
+            fused.restype = ctypes.c_int
         self.lib.cnnlab_cuda_error_string.argtypes = [ctypes.c_int]
         self.lib.cnnlab_cuda_error_string.restype = ctypes.c_char_p
 
     def error_string(self, code: int) -> str:
         return self.lib.cnnlab_cuda_error_string(code).decode()
 
+    @staticmethod
+    def _suffix(dtype: str) -> str:
+        suffix = {"float32": "f32", "float64": "f64"}.get(dtype)
+        if suffix is None:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        return suffix
+
+    def _check(self, name: str, code: int) -> None:
+        if code != 0:
+            raise RuntimeError(f"CUDA launch of {name} failed: {self.error_string(code)}")
+
     def run(self, name: str, dtype: str, g: Geometry, a: int, b: int, out: int, stream: int = 0) -> None:
         """Launch pass ``name`` (forward: a=x, b=w; backprop_input: a=w, b=dy; backprop_filter and
         backprop_filter_deterministic, which has no K-splits and so no atomics: a=x, b=dy)."""
         if name not in self._PASSES:
             raise ValueError(f"name must be one of {', '.join(self._PASSES)}, got {name!r}")
-        suffix = {"float32": "f32", "float64": "f64"}.get(dtype)
-        if suffix is None:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        code = getattr(self.lib, f"cnnlab_conv2d_{name}_{suffix}")(ctypes.byref(g), a, b, out, stream)
-        if code != 0:
-            raise RuntimeError(f"CUDA launch of {name} failed: {self.error_string(code)}")
+        code = getattr(self.lib, f"cnnlab_conv2d_{name}_{self._suffix(dtype)}")(ctypes.byref(g), a, b, out, stream)
+        self._check(name, code)
+
+    def forward_bias_activation(self, dtype: str, g: Geometry, x: int, w: int, bias: int, activation: str, y: int,
+                                stream: int = 0) -> None:  # fmt: skip
+        """y = activation(conv(x, w) + bias), bias (out_c,) or 0 for none; activation 'linear' or 'relu'."""
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(self.ACTIVATIONS)}, got {activation!r}")
+        fn = getattr(self.lib, f"cnnlab_conv2d_forward_bias_activation_{self._suffix(dtype)}")
+        self._check("forward_bias_activation", fn(ctypes.byref(g), x, w, bias, self.ACTIVATIONS.index(activation), y, stream))

@@ -72,7 +72,7 @@ def op_devices(strategy):
         return strategy.run(replica_step, args=(xb, yb))
 
     graph = step.get_concrete_function(tf.TensorSpec((None, 28, 28, 1)), tf.TensorSpec((None,), tf.int64)).graph
-    return sorted({(op.type, op.device) for op in graph.get_operations() if op.type.startswith("LabConv2D")})
+    return sorted({(op.type, op.device) for op in graph.get_operations() if op.type.startswith(("LabConv2D", "LabFusedConv2D"))})
 
 
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -29,6 +29,47 @@ def test_matches_keras_conv2d(padding, strides):
     assert ours.compute_output_shape(x.shape) == theirs.compute_output_shape(x.shape)
 
 
+FUSED_OR_NOT = [  # (activation, use_bias, the op types the layer's graph holds)
+    ("relu", True, {"LabFusedConv2D"}),
+    ("relu", False, {"LabFusedConv2D"}),
+    (None, True, {"LabFusedConv2D"}),
+    ("linear", False, {"LabConv2D"}),
+    ("tanh", True, {"LabConv2D", "Tanh"}),
+    ("gelu", False, {"LabConv2D"}),
+]
+
+
+@pytest.mark.parametrize(("activation", "use_bias", "op_types"), FUSED_OR_NOT)
+def test_every_activation_and_bias_matches_keras_conv2d_forward_and_backward(activation, use_bias, op_types):
+    keras.utils.set_random_seed(1)
+    ours = LabConv2D(16, 3, padding="same", activation=activation, use_bias=use_bias)
+    theirs = keras.layers.Conv2D(16, 3, padding="same", activation=activation, use_bias=use_bias)
+    x = tf.constant(np.random.default_rng(1).standard_normal((2, 7, 7, 3)), tf.float32)
+    for layer in (ours, theirs):
+        layer.build(x.shape)
+    weights = ours.get_weights()
+    if use_bias:
+        weights[1] = np.linspace(-0.5, 0.5, 16).astype(np.float32)  # a bias that moves outputs across zero
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+
+    def forward_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.sin(y) * y)
+        return [y, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+    for got, expected in zip(forward_and_gradients(ours), forward_and_gradients(theirs), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    graph = tf.function(ours).get_concrete_function(tf.TensorSpec(x.shape)).graph
+    types = {op.type for op in graph.get_operations()}
+    assert op_types <= types
+    assert "LabConv2D" not in types or "LabFusedConv2D" not in types  # one convolution, fused or not
+    if "LabFusedConv2D" in op_types:  # bias and activation happen inside the op, not after it
+        assert not types & {"Relu", "AddV2", "Add", "BiasAdd"}
+
+
 def _model(jit_compile=False):
     keras.utils.set_random_seed(0)
     model = keras.Sequential(

@@ -42,6 +42,6 @@ def test_two_replicas_reach_the_single_device_weights(trained):
 @pytest.mark.slow
 def test_every_pass_of_the_op_runs_on_both_replicas(trained):
     placed = {tuple(row) for row in trained["placed"]}
-    for op in ("LabConv2D", "LabConv2DBackpropInput", "LabConv2DBackpropFilter"):
+    for op in ("LabFusedConv2D", "LabConv2DBackpropInput", "LabConv2DBackpropFilter"):  # relu layers: the fused forward
         devices = {device.rsplit("/", 1)[-1] for kind, device in placed if kind == op}
         assert devices == {"device:CPU:0", "device:CPU:1"}, (op, placed)

@@ -3,7 +3,8 @@
     y = cnnlab.ops.conv2d(x, filters, strides=1, padding="VALID")
 
 behaves like ``tf.nn.conv2d`` for NHWC float32/float64 tensors, but runs the
-kernels in ``cnnlab/ops/kernels/``. The library is compiled on first use
+kernels in ``cnnlab/ops/kernels/``; ``fused_conv2d(x, filters, bias, ...,
+activation="relu")`` adds a bias and a ReLU in the same pass. The library is compiled on first use
 (see :mod:`cnnlab.ops.build`); importing this package builds nothing.
 
 Determinism: the CPU kernels give the same bits on every run with the same
@@ -15,6 +16,15 @@ turns on) it launches without splits instead: bitwise reproducible, at the cost
 of fewer blocks in flight for small filters.
 """
 
-from cnnlab.ops.api import conv2d, conv2d_backprop_filter, conv2d_backprop_input, load_library, unavailable
+from cnnlab.ops.api import (
+    conv2d,
+    conv2d_backprop_filter,
+    conv2d_backprop_input,
+    fused_conv2d,
+    load_library,
+    unavailable,
+)
 
-__all__ = ["conv2d", "conv2d_backprop_filter", "conv2d_backprop_input", "load_library", "unavailable"]
+__all__ = [
+    "conv2d", "conv2d_backprop_filter", "conv2d_backprop_input", "fused_conv2d", "load_library", "unavailable",
+]  # fmt: skip

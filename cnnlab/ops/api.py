@@ -14,11 +14,14 @@ from types import ModuleType
 
 from cnnlab.env import import_tensorflow
 
-__all__ = ["conv2d", "conv2d_backprop_filter", "conv2d_backprop_input", "load_library", "unavailable"]
+__all__ = [
+    "conv2d", "conv2d_backprop_filter", "conv2d_backprop_input", "fused_conv2d", "load_library", "unavailable",
+]  # fmt: skip
 
 _lock = threading.Lock()
 _library: ModuleType | None = None
 PADDINGS = ("VALID", "SAME")
+ACTIVATIONS = ("linear", "relu")  # what fused_conv2d applies itself
 DTYPES = ("float32", "float64")
 
 
@@ -56,17 +59,26 @@ def unavailable() -> str | None:
 
 
 def _register_gradients(tf, library: ModuleType) -> None:
-    """Gradients for the three ops (second order included), registered on their C++ names."""
+    """Gradients for the four ops (second order included), registered on their C++ names."""
 
     def attrs(op):
         return {"strides": op.get_attr("strides"), "padding": op.get_attr("padding")}
 
     def forward_grad(op, grad):
-        x, w = op.inputs
+        x, w = op.inputs[:2]
         return [
             library.lab_conv2d_backprop_input(tf.shape(x), w, grad, **attrs(op)),
             library.lab_conv2d_backprop_filter(x, tf.shape(w), grad, **attrs(op)),
         ]
+
+    def fused_grad(op, grad):
+        # y = act(z), z = conv(x, w) + b. For relu, dL/dz = dL/dy where y > 0 (y > 0 exactly
+        # where z > 0), which is TensorFlow's own ReluGrad; then z's gradient as for conv2d,
+        # and the bias's is dL/dz summed over batch, height and width.
+        activation = op.get_attr("activation")
+        if activation in (b"relu", "relu"):
+            grad = tf.raw_ops.ReluGrad(gradients=grad, features=op.outputs[0])
+        return [*forward_grad(op, grad), tf.raw_ops.BiasAddGrad(out_backprop=grad, data_format="NHWC")]
 
     def backprop_input_grad(op, grad):
         # dx = B_in(w, dy) is linear in w and in dy.
@@ -88,6 +100,7 @@ def _register_gradients(tf, library: ModuleType) -> None:
 
     for name, fn in (
         ("LabConv2D", forward_grad),
+        ("LabFusedConv2D", fused_grad),
         ("LabConv2DBackpropInput", backprop_input_grad),
         ("LabConv2DBackpropFilter", backprop_filter_grad),
     ):
@@ -142,19 +155,8 @@ def _tensor(tf, name: str, value, dtype=None):
     return tensor
 
 
-def conv2d(x, filters, strides: int | Sequence[int] = 1, padding: str = "VALID"):
-    """2D cross-correlation with cnnlab's kernels; differentiable.
-
-    Args:
-        x: ``(batch, in_h, in_w, in_channels)``, float32 or float64.
-        filters: ``(filter_h, filter_w, in_channels, out_channels)``, same dtype.
-        strides: an int or ``(stride_h, stride_w)``.
-        padding: ``"VALID"`` or ``"SAME"`` (TensorFlow's convention).
-
-    Returns:
-        ``(batch, out_h, out_w, out_channels)``.
-    """
-    tf = import_tensorflow()
+def _conv_inputs(tf, x, filters, strides, padding):
+    """The checked arguments shared by conv2d and fused_conv2d: x, filters, strides, padding."""
     stride_list, padding = _strides(strides), _padding(padding)
     x = _tensor(tf, "x", x)
     filters = _tensor(tf, "filters", filters, dtype=x.dtype if not tf.is_tensor(filters) else None)
@@ -172,7 +174,57 @@ def conv2d(x, filters, strides: int | Sequence[int] = 1, padding: str = "VALID")
             f"(x.shape[3] must equal filters.shape[2]); x {x.shape}, filters {filters.shape}"
         )
     _reject_xla(tf)
-    return load_library().lab_conv2d(x, filters, strides=stride_list, padding=padding)
+    return x, filters, stride_list, padding
+
+
+def conv2d(x, filters, strides: int | Sequence[int] = 1, padding: str = "VALID"):
+    """2D cross-correlation with cnnlab's kernels; differentiable.
+
+    Args:
+        x: ``(batch, in_h, in_w, in_channels)``, float32 or float64.
+        filters: ``(filter_h, filter_w, in_channels, out_channels)``, same dtype.
+        strides: an int or ``(stride_h, stride_w)``.
+        padding: ``"VALID"`` or ``"SAME"`` (TensorFlow's convention).
+
+    Returns:
+        ``(batch, out_h, out_w, out_channels)``.
+    """
+    tf = import_tensorflow()
+    x, filters, strides, padding = _conv_inputs(tf, x, filters, strides, padding)
+    return load_library().lab_conv2d(x, filters, strides=strides, padding=padding)
+
+
+def fused_conv2d(x, filters, bias, strides: int | Sequence[int] = 1, padding: str = "VALID",
+                 activation: str = "linear"):  # fmt: skip
+    """``activation(conv2d(x, filters) + bias)`` in one op; differentiable.
+
+    The kernels add the bias and apply the activation to each output as it is
+    finished, instead of two more passes over the whole output (what oneDNN
+    does for ``keras.layers.Conv2D``). :class:`cnnlab.layers.LabConv2D` uses it.
+
+    Args:
+        x, filters, strides, padding: as :func:`conv2d`.
+        bias: ``(out_channels,)``, the dtype of ``x``.
+        activation: ``"linear"`` (none) or ``"relu"``.
+
+    Returns:
+        ``(batch, out_h, out_w, out_channels)``.
+    """
+    if not isinstance(activation, str) or activation.lower() not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
+    tf = import_tensorflow()
+    x, filters, strides, padding = _conv_inputs(tf, x, filters, strides, padding)
+    bias = tf.convert_to_tensor(bias, dtype=x.dtype if not tf.is_tensor(bias) else None)
+    if bias.dtype != x.dtype:
+        raise TypeError(f"bias must have the dtype of x ({x.dtype.name}), got {bias.dtype.name}")
+    out_c = filters.shape[3] if filters.shape.rank else None
+    if bias.shape.rank is not None and not (
+        bias.shape.rank == 1 and (None in (out_c, bias.shape[0]) or bias.shape[0] == out_c)
+    ):
+        raise ValueError(f"bias must have shape (out_channels,) = ({out_c},), got {bias.shape}")
+    return load_library().lab_fused_conv2d(
+        x, filters, bias, strides=strides, padding=padding, activation=activation.lower()
+    )
 
 
 def conv2d_backprop_input(input_sizes, filters, out_backprop, strides=1, padding="VALID"):

@@ -110,6 +110,27 @@ def test_kernels_match_the_float64_reference(dtype, x_shape, w_shape, strides, p
         )
 
 
+@needs_gpu
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+@pytest.mark.parametrize(("x_shape", "w_shape", "strides", "padding"), CASES)
+def test_the_fused_forward_matches_the_float64_reference(activation, x_shape, w_shape, strides, padding):
+    from kernel_rigs.standalone import CudaKernels, geometry
+
+    kernels = CudaKernels()
+    device = Device(LIBRARY)
+    rng = np.random.default_rng(1)
+    x, w, bias = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[3])
+    g = geometry(x_shape, w_shape, strides, padding)
+    y = reference(x, w, np.zeros((g.batch, g.out_h, g.out_w, g.out_c)), strides, padding)[0] + bias
+    expected = np.maximum(y, 0) if activation == "relu" else y
+    xd, wd, bd = (device.put(a.astype("float32")) for a in (x, w, bias))
+    out = device.empty(expected.shape, "float32")
+    kernels.forward_bias_activation("float32", g, device.pointer(xd), device.pointer(wd), device.pointer(bd),
+                                    activation, device.pointer(out), device.stream())  # fmt: skip
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(device.get(out), expected, rtol=1e-4, atol=1e-4 * scale)
+
+
 @pytest.mark.skipif(_find_nvcc() is None, reason="needs nvcc (make cuda)")
 def test_standalone_library_builds_and_binds_without_a_gpu(tmp_path):
     """Runs wherever nvcc is (CI included): the .cu compiles alone and exports the C API."""
@@ -119,6 +140,8 @@ def test_standalone_library_builds_and_binds_without_a_gpu(tmp_path):
     assert kernels.error_string(0) == "no error"
     with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
         kernels.run("forward", "float16", None, 0, 0, 0)
+    with pytest.raises(ValueError, match="activation must be one of linear, relu"):
+        kernels.forward_bias_activation("float32", None, 0, 0, 0, "tanh", 0)
 
 
 @pytest.mark.parametrize(("x_shape", "w_shape", "strides", "padding"), CASES[:5])

@@ -246,3 +246,138 @@ def test_it_is_not_tf_nn_conv2d_in_disguise():
     graph = run.get_concrete_function(tf.TensorSpec([1, 5, 5, 1]), tf.TensorSpec([3, 3, 1, 1])).graph
     types = {op.type for op in graph.get_operations()}
     assert "LabConv2D" in types and "Conv2D" not in types
+
+
+# ---- fused_conv2d: activation(conv2d + bias) in one op -------------------------------------------
+
+
+def _reference_fused(x, w, bias, strides, padding, activation):
+    y = tf.nn.conv2d(x, w, [1, *strides, 1], padding) + bias
+    return tf.nn.relu(y) if activation == "relu" else y
+
+
+def _compare_fused(case, activation, dtype, rtol, atol):
+    """Forward and the three gradients (x, filters, bias) against TensorFlow's unfused ops."""
+    x_shape, w_shape, strides, padding, seed = case
+    (batch, height, width, _), (fh, fw, c_in, c_out) = x_shape, w_shape
+    atol *= np.sqrt(max(fh * fw * c_in, fh * fw * c_out, batch * height * width))
+    rng = np.random.default_rng(seed)
+    x, w = tf.constant(rng.standard_normal(x_shape), dtype), tf.constant(rng.standard_normal(w_shape), dtype)
+    bias = tf.constant(rng.standard_normal(c_out), dtype)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, w, bias])
+        ours = ops.fused_conv2d(x, w, bias, strides, padding, activation)
+        reference = _reference_fused(x, w, bias, strides, padding, activation)
+        upstream = tf.constant(rng.standard_normal(reference.shape), dtype)
+        loss_ours, loss_reference = tf.reduce_sum(ours * upstream), tf.reduce_sum(reference * upstream)
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, rtol=rtol, atol=atol)
+    got, expected = tape.gradient(loss_ours, [x, w, bias]), tape.gradient(loss_reference, [x, w, bias])
+    for name, g, e in zip(("x", "filters", "bias"), got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=name)
+
+
+@settings(max_examples=40)
+@given(cases(), st.sampled_from(["linear", "relu"]), st.sampled_from([tf.float32, tf.float64]))
+def test_fused_forward_and_gradients_match_tensorflow(case, activation, dtype):
+    tolerance = 1e-10 if dtype == tf.float64 else 1e-4
+    _compare_fused(case, activation, dtype, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+@pytest.mark.parametrize("case", CASES + BAND_CASES, ids=str)
+def test_fused_fixed_cases_match_tensorflow(case, activation):
+    # The direct kernels finish each band of rows, the GEMM path each block, the few-outputs path its own bands.
+    _compare_fused((*case, 0), activation, tf.float32, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_numeric_gradient_agrees_in_float64():
+    rng = np.random.default_rng(4)
+    x, w = tf.constant(rng.standard_normal((2, 6, 5, 2))), tf.constant(rng.standard_normal((3, 2, 2, 3)))
+    bias = tf.constant(rng.standard_normal(3))
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda a, b, c: ops.fused_conv2d(a, b, c, (2, 1), "SAME"), [x, w, bias]
+    )
+    for t, n in zip(theoretical, numerical, strict=True):
+        np.testing.assert_allclose(t, n, rtol=1e-7, atol=1e-7)
+
+
+def test_fused_second_order_gradients_match_tensorflow():
+    rng = np.random.default_rng(5)
+    x, w = tf.constant(rng.standard_normal((2, 6, 6, 2))), tf.constant(rng.standard_normal((3, 3, 2, 2)))
+    bias = tf.constant(rng.standard_normal(2))
+
+    def grad_norm(conv):
+        with tf.GradientTape() as outer:
+            outer.watch([x, w, bias])
+            with tf.GradientTape() as inner:
+                inner.watch([x, w, bias])
+                y = tf.reduce_sum(tf.sin(conv(x, w, bias)))
+            penalty = sum(tf.reduce_sum(g**2) for g in inner.gradient(y, [x, w, bias]))
+        return outer.gradient(penalty, [x, w, bias])
+
+    ours = grad_norm(lambda a, b, c: ops.fused_conv2d(a, b, c, 1, "SAME", "relu"))
+    reference = grad_norm(lambda a, b, c: _reference_fused(a, b, c, (1, 1), "SAME", "relu"))
+    for got, expected in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+@pytest.mark.parametrize("case", ZERO_SIZED, ids=str)
+def test_fused_zero_sized_cases_give_the_bias_where_there_is_nothing_to_sum(case, activation):
+    x_shape, w_shape, strides, padding = case
+    bias = tf.constant(np.linspace(-1, 1, w_shape[3]), tf.float32)
+    x, w = tf.ones(x_shape), tf.ones(w_shape)
+    with tf.GradientTape() as tape:
+        tape.watch([x, w, bias])
+        y = ops.fused_conv2d(x, w, bias, strides, padding, activation)
+        loss = tf.reduce_sum(y)
+    expected = tf.broadcast_to(tf.nn.relu(bias) if activation == "relu" else bias, y.shape)
+    np.testing.assert_array_equal(y, expected)  # with no input channel, each output is activation(bias)
+    dx, dw, dbias = tape.gradient(loss, [x, w, bias])
+    np.testing.assert_array_equal(dx, np.zeros(x_shape))
+    np.testing.assert_array_equal(dw, np.zeros(w_shape))
+    pixels = y.shape[0] * y.shape[1] * y.shape[2]
+    passed = (bias.numpy() > 0) if activation == "relu" else np.ones(w_shape[3], bool)
+    np.testing.assert_array_equal(dbias, pixels * passed.astype(np.float32))
+
+
+def test_fused_relu_keeps_nan_as_tensorflow_does():
+    x = tf.constant([[[[np.nan]], [[-1.0]], [[2.0]]]])  # (1, 3, 1, 1)
+    y = ops.fused_conv2d(x, tf.ones([1, 1, 1, 1]), tf.zeros([1]), activation="relu")
+    np.testing.assert_array_equal(y, tf.nn.relu(x))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"bias": np.ones(3, np.float32)}, ValueError, r"bias must have shape \(out_channels,\) = \(1,\)"),
+        ({"bias": np.ones((1, 1), np.float32)}, ValueError, "bias must have shape"),
+        ({"bias": tf.ones(1, tf.float64)}, TypeError, "bias must have the dtype of x"),
+        ({"activation": "tanh"}, ValueError, "activation must be one of 'linear', 'relu'"),
+        ({"activation": None}, ValueError, "activation must be one of"),
+        ({"padding": "FULL"}, ValueError, "padding must be 'VALID' or 'SAME'"),
+        ({"filters": np.ones((3, 3, 2, 1), np.float32)}, ValueError, "x has 1 channels but filters expect 2"),
+    ],
+)
+def test_fused_bad_arguments_are_named(kwargs, error, message):
+    arguments = {
+        "x": np.ones((1, 5, 5, 1), np.float32), "filters": np.ones((3, 3, 1, 1), np.float32),
+        "bias": np.ones(1, np.float32),
+    }  # fmt: skip
+    arguments.update(kwargs)
+    with pytest.raises(error, match=message):
+        ops.fused_conv2d(**arguments)
+
+
+def test_the_fused_kernel_validates_the_bias_it_is_given():
+    library = ops.load_library()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"bias must have shape \(out_channels,\) = \(2,\)"):
+        library.lab_fused_conv2d(tf.ones([1, 5, 5, 1]), tf.ones([3, 3, 1, 2]), tf.ones([3]))
+
+    @tf.function(input_signature=[tf.TensorSpec(None)])  # unknown rank: only the kernel sees the shape
+    def unknown(bias):
+        return library.lab_fused_conv2d(tf.ones([1, 5, 5, 1]), tf.ones([3, 3, 1, 2]), bias)
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bias must have shape"):
+        unknown(tf.ones([2, 1]))

@@ -43,11 +43,11 @@ class Child:
     def __init__(self):
         self.pool = None
 
-    def run(self, *args):
+    def run(self, *args, function=cuda_on_cpu_child.run_pass):
         if self.pool is None:
             self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         try:
-            return self.pool.submit(cuda_on_cpu_child.run_pass, *args).result(timeout=300)
+            return self.pool.submit(function, *args).result(timeout=300)
         except BrokenProcessPool:
             self.pool = None
             return None, ["the kernel crashed the process that ran it"]
@@ -115,6 +115,32 @@ def test_the_cuda_kernels_match_the_reference_on_random_geometries(
         fh, fw = min(fh, in_h), min(fw, in_w)  # VALID needs the window to fit
     case = ((batch, in_h, in_w, in_c), (fh, fw, in_c, out_c), (sh, sw), "SAME" if same else "VALID")
     assert mismatches(run_passes(child, kernels, dtype, *case, order="shuffled"), dtype) == []
+
+
+FUSED_CASES = [(case, "relu") for case in CASES] + [
+    (CASES[1], "linear"),
+    (((2, 5, 5, 0), (3, 3, 0, 4), (1, 1), "SAME"), "relu"),  # no terms: every output is relu(bias)
+    (((2, 5, 5, 0), (3, 3, 0, 4), (1, 1), "SAME"), "linear"),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("case", "activation"), FUSED_CASES, ids=str)
+def test_the_fused_forward_finishes_each_output_with_its_bias_and_activation(child, kernels, dtype, case, activation):
+    x_shape, w_shape, strides, padding = case
+    rng = np.random.default_rng(3)
+    x, w, bias = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[3])
+    g = geometry(x_shape, w_shape, strides, padding)
+    y = reference(x, w, np.zeros((g.batch, g.out_h, g.out_w, g.out_c)), strides, padding)[0] + bias
+    expected = np.maximum(y, 0) if activation == "relu" else y
+    fields = tuple(getattr(g, name) for name, _ in Geometry._fields_)
+    got, outside = child.run(str(kernels), dtype, fields, x, w, bias, activation, expected.shape, "shuffled",
+                             function=cuda_on_cpu_child.run_fused_forward)  # fmt: skip
+    assert outside == []
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    np.testing.assert_allclose(got, expected, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * scale)
+    if activation == "relu":
+        assert (got == 0).mean() > 0.2  # the activation did clip: about half the outputs are negative sums
 
 
 ZERO_SIZED = [  # every pass of the bare launchers: an empty result, or zeros where the sum has no terms

@@ -107,6 +107,23 @@ tensorflow::thread::ThreadPool* Workers(OpKernelContext* ctx) {
   return ctx->device()->tensorflow_cpu_worker_threads()->workers;
 }
 
+// The fused op's bias and activation over `pixels` outputs of `channels`
+// each, y (pixels, channels), in place. Called on each unit of work as soon as
+// it is complete, while its outputs are still in this core's cache: a separate
+// TensorFlow op would read and write all of y from memory twice more.
+template <typename T>
+void ApplyEpilogue(const Epilogue<T>& epilogue, int64_t pixels, int64_t channels, T* y) {
+  if (!epilogue.Any()) return;
+  const T* bias = epilogue.bias;
+  const bool relu = epilogue.relu;
+  for (int64_t p = 0; p < pixels; ++p, y += channels) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const T v = bias != nullptr ? y[c] + bias[c] : y[c];
+      y[c] = relu && v < T(0) ? T(0) : v;  // NaN stays NaN
+    }
+  }
+}
+
 // Which direct kernel computes y = conv(x, w) for geometry g, if any.
 enum class Direct { kNone, kVectorsOfOutputs, kFewOutputs };
 
@@ -118,9 +135,11 @@ Direct DirectKernelFor(const ConvGeometry& g) {
 }
 
 // Runs the direct forward kernel over every (image, band) of geometry g, in
-// parallel. w is (K, out_c), or for kFewOutputs (out_c, fh * fw, in_c).
+// parallel, each band finished by `epilogue`. w is (K, out_c), or for
+// kFewOutputs (out_c, fh * fw, in_c).
 template <typename T>
-void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, const T* x, const T* w, T* y) {
+void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, const T* x, const T* w, T* y,
+                   const Epilogue<T>& epilogue = {}) {
   const int64_t band = direct::BandRows(g), bands = (g.out_h + band - 1) / band;
   const int64_t image_in = g.in_h * g.in_w * g.in_c, image_out = g.out_h * g.out_w * g.out_c;
   const int64_t units = g.batch * bands;
@@ -141,15 +160,16 @@ void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, con
       const int64_t last = std::min(g.out_h, oh + band);
       if (kind == Direct::kFewOutputs) {
         direct::ForwardRowsFewOutputs(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch);
-        continue;
+      } else {
+        direct::Ahead ahead;
+        if (following < units) {
+          const int64_t next_n = following / bands, next_oh = (following % bands) * band;
+          ahead = direct::RowsAhead(g, x + next_n * image_in, next_oh, std::min(g.out_h, next_oh + band),
+                                    y + next_n * image_out);
+        }
+        direct::ForwardRows(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch, &ahead);
       }
-      direct::Ahead ahead;
-      if (following < units) {
-        const int64_t next_n = following / bands, next_oh = (following % bands) * band;
-        ahead = direct::RowsAhead(g, x + next_n * image_in, next_oh, std::min(g.out_h, next_oh + band),
-                                  y + next_n * image_out);
-      }
-      direct::ForwardRows(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch, &ahead);
+      ApplyEpilogue(epilogue, (last - oh) * g.out_w, g.out_c, y + n * image_out + oh * g.out_w * g.out_c);
     }
   });
 }
@@ -171,11 +191,15 @@ constexpr int64_t kRowsPerBlock = 256;
 
 template <typename T>
 struct ConvFunctor<CPUDevice, T> {
-  static absl::Status Forward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y) {
-    if (ZeroedForLackOfTerms(g.patch_size(), y, g.batch * g.patches() * g.out_c)) return absl::OkStatus();
+  static absl::Status Forward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y,
+                              const Epilogue<T>& epilogue) {
+    if (ZeroedForLackOfTerms(g.patch_size(), y, g.batch * g.patches() * g.out_c)) {
+      ApplyEpilogue(epilogue, g.batch * g.patches(), g.out_c, y);
+      return absl::OkStatus();
+    }
     const Direct kind = DirectKernelFor<T>(g);
     if (kind == Direct::kVectorsOfOutputs) {
-      DirectForward(ctx, kind, g, x, w, y);
+      DirectForward(ctx, kind, g, x, w, y, epilogue);
       return absl::OkStatus();
     }
     if (kind == Direct::kFewOutputs) {  // w (K, out_c) -> (out_c, K)
@@ -184,7 +208,7 @@ struct ConvFunctor<CPUDevice, T> {
       T* transposed = scratch.flat<T>().data();
       for (int64_t k = 0; k < g.patch_size(); ++k)
         for (int64_t o = 0; o < g.out_c; ++o) transposed[o * g.patch_size() + k] = w[k * g.out_c + o];
-      DirectForward(ctx, kind, g, x, transposed, y);
+      DirectForward(ctx, kind, g, x, transposed, y, epilogue);
       return absl::OkStatus();
     }
     const int64_t k = g.patch_size(), p = g.patches();
@@ -200,6 +224,7 @@ struct ConvFunctor<CPUDevice, T> {
             Im2Col(g, x + n * g.in_h * g.in_w * g.in_c, row_begin, row_begin + rows, cols.data());
             MatrixMap<T> out(y + (n * p + row_begin) * g.out_c, rows, g.out_c);
             out.noalias() = ConstMatrixMap<T>(cols.data(), rows, k) * filter;
+            ApplyEpilogue(epilogue, rows, g.out_c, out.data());
           }
         });
     return absl::OkStatus();
@@ -283,7 +308,9 @@ struct ConvFunctor<CPUDevice, T> {
 
 #define CNNLAB_REGISTER_CPU(T)                                                                      \
   REGISTER_KERNEL_BUILDER(Name("LabConv2D").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-                          LabConv2DOp<CPUDevice, T>);                                               \
+                          LabConv2DOp<CPUDevice, T, false>);                                        \
+  REGISTER_KERNEL_BUILDER(Name("LabFusedConv2D").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+                          LabConv2DOp<CPUDevice, T, true>);                                         \
   REGISTER_KERNEL_BUILDER(                                                                          \
       Name("LabConv2DBackpropInput").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),       \
       LabConv2DBackpropInputOp<CPUDevice, T>);                                                      \

@@ -23,6 +23,7 @@ struct Launchers;
 template <>
 struct Launchers<float> {
   static constexpr auto forward = cnnlab_conv2d_forward_f32;
+  static constexpr auto forward_bias_activation = cnnlab_conv2d_forward_bias_activation_f32;
   static constexpr auto backprop_input = cnnlab_conv2d_backprop_input_f32;
   static constexpr auto backprop_filter = cnnlab_conv2d_backprop_filter_f32;
   static constexpr auto backprop_filter_deterministic = cnnlab_conv2d_backprop_filter_deterministic_f32;
@@ -31,6 +32,7 @@ struct Launchers<float> {
 template <>
 struct Launchers<double> {
   static constexpr auto forward = cnnlab_conv2d_forward_f64;
+  static constexpr auto forward_bias_activation = cnnlab_conv2d_forward_bias_activation_f64;
   static constexpr auto backprop_input = cnnlab_conv2d_backprop_input_f64;
   static constexpr auto backprop_filter = cnnlab_conv2d_backprop_filter_f64;
   static constexpr auto backprop_filter_deterministic = cnnlab_conv2d_backprop_filter_deterministic_f64;
@@ -48,8 +50,12 @@ cudaStream_t Stream(OpKernelContext* ctx) { return ctx->eigen_device<GPUDevice>(
 
 template <typename T>
 struct ConvFunctor<GPUDevice, T> {
-  static absl::Status Forward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y) {
-    return LaunchStatus(Launchers<T>::forward(&g, x, w, y, Stream(ctx)), "forward");
+  static absl::Status Forward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y,
+                              const Epilogue<T>& epilogue) {
+    if (!epilogue.Any()) return LaunchStatus(Launchers<T>::forward(&g, x, w, y, Stream(ctx)), "forward");
+    return LaunchStatus(Launchers<T>::forward_bias_activation(&g, x, w, epilogue.bias, epilogue.relu ? 1 : 0, y,
+                                                              Stream(ctx)),
+                        "forward with bias and activation");
   }
   static absl::Status BackpropInput(OpKernelContext* ctx, const ConvGeometry& g, const T* w, const T* dy,
                                     T* dx) {
@@ -67,7 +73,9 @@ struct ConvFunctor<GPUDevice, T> {
 
 #define CNNLAB_REGISTER_GPU(T)                                                                        \
   REGISTER_KERNEL_BUILDER(Name("LabConv2D").Device(::tensorflow::DEVICE_GPU).TypeConstraint<T>("T"),   \
-                          LabConv2DOp<GPUDevice, T>);                                                 \
+                          LabConv2DOp<GPUDevice, T, false>);                                          \
+  REGISTER_KERNEL_BUILDER(Name("LabFusedConv2D").Device(::tensorflow::DEVICE_GPU).TypeConstraint<T>("T"), \
+                          LabConv2DOp<GPUDevice, T, true>);                                           \
   REGISTER_KERNEL_BUILDER(Name("LabConv2DBackpropInput")                                              \
                               .Device(::tensorflow::DEVICE_GPU)                                       \
                               .TypeConstraint<T>("T")                                                 \

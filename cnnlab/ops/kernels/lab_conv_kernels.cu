@@ -40,12 +40,16 @@ constexpr int kThreads = 256;  // 16 x 16, each computing 4 x 4 outputs
 constexpr int kPerThread = 4;
 
 // Forward: A[m, k] = x at output pixel m, filter tap k; B = w; C = y.
+// The fused op's bias (or none) and activation (0 linear, 1 relu) finish each
+// output as it is stored.
 template <typename T>
 struct ForwardProblem {
   ConvGeometry g;
   const T* x;
   const T* w;
   T* y;
+  const T* bias = nullptr;
+  int activation = 0;
 
   __device__ T a(int64_t m, int64_t k) const {
     const int64_t c = k % g.in_c, tap = k / g.in_c;
@@ -59,6 +63,10 @@ struct ForwardProblem {
   }
   __device__ T b(int64_t k, int64_t n) const { return w[k * g.out_c + n]; }
   __device__ T* c(int64_t m, int64_t n) const { return y + m * g.out_c + n; }
+  __device__ T finish(int64_t n, T sum) const {
+    if (bias != nullptr) sum += bias[n];
+    return activation == 1 && sum < T(0) ? T(0) : sum;  // NaN stays NaN
+  }
 };
 
 // Input gradient: dx[n, ih, iw, ci] = sum over taps (fy, fx) and co of
@@ -87,6 +95,7 @@ struct BackpropInputProblem {
     return w[(tap * g.in_c + ci) * g.out_c + co];
   }
   __device__ T* c(int64_t m, int64_t ci) const { return dx + m * g.in_c + ci; }
+  __device__ T finish(int64_t, T sum) const { return sum; }
 };
 
 // Filter gradient: dw[tap, co] = sum over output pixels p of im2col(x)[p, tap] * dy[p, co].
@@ -99,6 +108,7 @@ struct BackpropFilterProblem {
   __device__ T a(int64_t tap, int64_t pixel) const { return im2col.a(pixel, tap); }
   __device__ T b(int64_t pixel, int64_t co) const { return dy[pixel * im2col.g.out_c + co]; }
   __device__ T* c(int64_t tap, int64_t co) const { return dw + tap * im2col.g.out_c + co; }
+  __device__ T finish(int64_t, T sum) const { return sum; }
 };
 
 // C = A * B over k in [blockIdx.z * k_per_split, ...); atomically added when split.
@@ -168,7 +178,7 @@ __global__ void __launch_bounds__(kThreads)
       if (accumulate) {
         atomicAdd(problem.c(m, n), acc[i][j]);
       } else {
-        *problem.c(m, n) = acc[i][j];
+        *problem.c(m, n) = problem.finish(n, acc[i][j]);
       }
     }
   }
@@ -183,13 +193,15 @@ cudaError_t Launch(const Problem& problem, int64_t m, int64_t n, int64_t k, int6
                    cudaStream_t stream) {
   if (m == 0 || n == 0) return cudaSuccess;  // an empty output: nothing to launch (a 0-block grid is an error)
   const bool accumulate = splits > 1;
-  if (accumulate || k == 0) {  // k == 0: every element sums no terms
+  if (accumulate) {
     const cudaError_t zeroed = cudaMemsetAsync(output, 0, sizeof(T) * m * n, stream);
-    if (zeroed != cudaSuccess || k == 0) return zeroed;
+    if (zeroed != cudaSuccess) return zeroed;
   }
-  const int64_t k_per_split = CeilDiv(CeilDiv(k, splits), kTileK) * kTileK;
+  // k == 0 (every sum has no terms) still launches one split: each output is then
+  // the problem's finish of 0, which for the fused forward is activation(bias).
+  const int64_t k_per_split = std::max<int64_t>(kTileK, CeilDiv(CeilDiv(k, splits), kTileK) * kTileK);
   const dim3 grid(static_cast<unsigned>(CeilDiv(m, kTileM)), static_cast<unsigned>(CeilDiv(n, kTileN)),
-                  static_cast<unsigned>(CeilDiv(k, k_per_split)));
+                  static_cast<unsigned>(std::max<int64_t>(1, CeilDiv(k, k_per_split))));
   if (grid.y > 65535 || grid.z > 65535) return cudaErrorInvalidConfiguration;
   CNNLAB_LAUNCH(grid, kThreads, 0, stream, TiledImplicitGemm<T, Problem>)(problem, m, n, k, k_per_split, accumulate);
   return cudaGetLastError();
@@ -206,8 +218,10 @@ int64_t FilterGradientSplits(int64_t m, int64_t n, int64_t k) {
 }
 
 template <typename T>
-int Forward(const ConvGeometry* g, const T* x, const T* w, T* y, cudaStream_t stream) {
-  ForwardProblem<T> p{*g, x, w, y};
+int Forward(const ConvGeometry* g, const T* x, const T* w, T* y, cudaStream_t stream, const T* bias = nullptr,
+            int activation = 0) {
+  if (activation != 0 && activation != 1) return cudaErrorInvalidValue;
+  ForwardProblem<T> p{*g, x, w, y, bias, activation};
   return Launch<T>(p, g->batch * g->patches(), g->out_c, g->patch_size(), 1, y, stream);
 }
 
@@ -243,6 +257,15 @@ int cnnlab_conv2d_forward_f32(const ConvGeometry* g, const float* x, const float
 int cnnlab_conv2d_forward_f64(const ConvGeometry* g, const double* x, const double* w, double* y,
                               cudaStream_t stream) {
   return cnnlab::Forward(g, x, w, y, stream);
+}
+int cnnlab_conv2d_forward_bias_activation_f32(const ConvGeometry* g, const float* x, const float* w,
+                                              const float* bias, int activation, float* y, cudaStream_t stream) {
+  return cnnlab::Forward(g, x, w, y, stream, bias, activation);
+}
+int cnnlab_conv2d_forward_bias_activation_f64(const ConvGeometry* g, const double* x, const double* w,
+                                              const double* bias, int activation, double* y,
+                                              cudaStream_t stream) {
+  return cnnlab::Forward(g, x, w, y, stream, bias, activation);
 }
 int cnnlab_conv2d_backprop_input_f32(const ConvGeometry* g, const float* w, const float* dy, float* dx,
                                      cudaStream_t stream) {

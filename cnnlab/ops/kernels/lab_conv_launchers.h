@@ -19,6 +19,13 @@ int cnnlab_conv2d_forward_f32(const cnnlab::ConvGeometry* g, const float* x, con
                               cudaStream_t stream);
 int cnnlab_conv2d_forward_f64(const cnnlab::ConvGeometry* g, const double* x, const double* w, double* y,
                               cudaStream_t stream);
+// y = activation(conv(x, w) + bias), the bias (out_c,) added and the activation
+// (0: linear, 1: relu) applied as each output is stored. bias may be null.
+int cnnlab_conv2d_forward_bias_activation_f32(const cnnlab::ConvGeometry* g, const float* x, const float* w,
+                                              const float* bias, int activation, float* y, cudaStream_t stream);
+int cnnlab_conv2d_forward_bias_activation_f64(const cnnlab::ConvGeometry* g, const double* x, const double* w,
+                                              const double* bias, int activation, double* y,
+                                              cudaStream_t stream);
 int cnnlab_conv2d_backprop_input_f32(const cnnlab::ConvGeometry* g, const float* w, const float* dy,
                                      float* dx, cudaStream_t stream);
 int cnnlab_conv2d_backprop_input_f64(const cnnlab::ConvGeometry* g, const double* w, const double* dy,

@@ -1,4 +1,4 @@
-// The three OpKernels, written once for any device. Each validates its inputs,
+// The four OpKernels, written once for any device. Each validates its inputs,
 // works out the ConvGeometry, allocates the output and hands the raw pointers
 // to ConvFunctor<Device, T>, which lab_conv_cpu.cc and lab_conv_gpu.cc specialise.
 #ifndef CNNLAB_LAB_CONV_OP_KERNELS_H_
@@ -21,12 +21,24 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 
+// What LabFusedConv2D does to each output once its sum is complete, while the
+// output is still in registers or cache: add the bias of its channel, then the
+// activation. The default, no bias and linear, leaves the sum as it is.
+template <typename T>
+struct Epilogue {
+  const T* bias = nullptr;  // (out_c,), or none
+  bool relu = false;        // max(v, 0); NaN stays NaN
+
+  bool Any() const { return bias != nullptr || relu; }
+};
+
 // The device-specific work. Pointers are to device memory of the op's device;
 // every output element must be written (outputs are not pre-zeroed).
 template <typename Device, typename T>
 struct ConvFunctor {
-  // y = conv(x, w):  x (batch, in_h, in_w, in_c), w (fh, fw, in_c, out_c) -> y (batch, out_h, out_w, out_c)
-  static absl::Status Forward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y);
+  // y = act(conv(x, w) + bias):  x (batch, in_h, in_w, in_c), w (fh, fw, in_c, out_c) -> y (batch, out_h, out_w, out_c)
+  static absl::Status Forward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y,
+                              const Epilogue<T>& epilogue);
   // dx = dL/dx from dy = dL/dy and w.
   static absl::Status BackpropInput(OpKernelContext* ctx, const ConvGeometry& g, const T* w, const T* dy,
                                     T* dx);
@@ -117,25 +129,42 @@ inline absl::Status CheckOutBackprop(const Tensor& out_backprop, const ConvGeome
   return absl::OkStatus();
 }
 
-template <typename Device, typename T>
+// LabConv2D (kFused false): y = conv(x, w).
+// LabFusedConv2D (kFused true): y = act(conv(x, w) + bias), in one pass over y.
+template <typename Device, typename T, bool kFused>
 class LabConv2DOp : public OpKernel {
  public:
-  explicit LabConv2DOp(OpKernelConstruction* ctx) : OpKernel(ctx), attrs_(ctx) {}
+  explicit LabConv2DOp(OpKernelConstruction* ctx) : OpKernel(ctx), attrs_(ctx) {
+    if (!kFused) return;
+    std::string activation;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &activation));
+    relu_ = activation == "relu";
+  }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& input = ctx->input(0);
     const Tensor& filter = ctx->input(1);
     ConvGeometry g;
     OP_REQUIRES_OK(ctx, MakeGeometry(input.shape(), filter.shape(), attrs_, &g));
+    Epilogue<T> epilogue;
+    if (kFused) {
+      const Tensor& bias = ctx->input(2);
+      OP_REQUIRES(ctx, bias.shape() == TensorShape({g.out_c}),
+                  absl::InvalidArgumentError(absl::StrCat("bias must have shape (out_channels,) = (", g.out_c,
+                                                          ",), got ", bias.shape().DebugString())));
+      epilogue.bias = bias.flat<T>().data();
+      epilogue.relu = relu_;
+    }
     Tensor* output = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, OutputShape(g), &output));
     if (output->NumElements() == 0) return;
-    OP_REQUIRES_OK(ctx, (ConvFunctor<Device, T>::Forward(ctx, g, input.flat<T>().data(),
-                                                         filter.flat<T>().data(), output->flat<T>().data())));
+    OP_REQUIRES_OK(ctx, (ConvFunctor<Device, T>::Forward(ctx, g, input.flat<T>().data(), filter.flat<T>().data(),
+                                                         output->flat<T>().data(), epilogue)));
   }
 
  private:
   ConvAttrs attrs_;
+  bool relu_ = false;
 };
 
 template <typename Device, typename T>

@@ -1,6 +1,7 @@
-// Registration of the three ops, with shape functions so shapes infer in graphs.
+// Registration of the four ops, with shape functions so shapes infer in graphs.
 //
 //   LabConv2D                 (input, filter)                      -> output
+//   LabFusedConv2D            (input, filter, bias)                -> activation(output + bias)
 //   LabConv2DBackpropInput    (input_sizes, filter, out_backprop)  -> input gradient
 //   LabConv2DBackpropFilter   (input, filter_sizes, out_backprop)  -> filter gradient
 //
@@ -58,6 +59,21 @@ absl::Status ForwardShape(InferenceContext* c) {
   return absl::OkStatus();
 }
 
+// The forward shape, and a bias of shape (out_channels,).
+absl::Status FusedShape(InferenceContext* c) {
+  TF_RETURN_IF_ERROR(ForwardShape(c));
+  ShapeHandle bias;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 1, &bias));
+  DimensionHandle channels;
+  if (!c->Merge(c->Dim(bias, 0), c->Dim(c->output(0), 3), &channels).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("bias has ", c->DebugString(c->Dim(bias, 0)),
+                                                   " entries but the filter has ",
+                                                   c->DebugString(c->Dim(c->output(0), 3)),
+                                                   " out_channels: bias is (out_channels,)"));
+  }
+  return absl::OkStatus();
+}
+
 // The gradient has the shape given by the sizes tensor (input `index`).
 absl::Status ShapeFromSizes(InferenceContext* c, int index) {
   ShapeHandle sizes;
@@ -87,6 +103,25 @@ filter: (filter_h, filter_w, in_channels, out_channels).
 output: (batch, out_h, out_w, out_channels).
 strides: (stride_h, stride_w), each >= 1.
 padding: 'VALID' (none) or 'SAME' (TensorFlow's convention, odd zero after).
+)doc");
+
+REGISTER_OP("LabFusedConv2D")
+    .Input("input: T")
+    .Input("filter: T")
+    .Input("bias: T")
+    .Output("output: T")
+    .Attr("T: {float, double}")
+    .Attr("strides: list(int) = [1, 1]")
+    .Attr("padding: {'SAME', 'VALID'} = 'VALID'")
+    .Attr("activation: {'linear', 'relu'} = 'linear'")
+    .SetShapeFn(FusedShape)
+    .Doc(R"doc(
+activation(LabConv2D(input, filter) + bias), the bias and activation applied to
+each output as it is finished rather than by two more passes over the output
+(as oneDNN fuses them into tf.nn.conv2d under Keras).
+
+bias: (out_channels,).
+activation: 'linear' (none) or 'relu'.
 )doc");
 
 REGISTER_OP("LabConv2DBackpropInput")
