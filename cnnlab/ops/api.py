@@ -42,6 +42,13 @@ def load_library() -> ModuleType:
     return _library
 
 
+def _loaded(tf) -> ModuleType:
+    """:func:`load_library`, kept out of AutoGraph: when the first call of an op is inside a
+    ``tf.function`` (a model's first ``fit``), AutoGraph would otherwise try to convert the
+    whole build path and print a warning that asks to report a TensorFlow bug."""
+    return tf.autograph.experimental.do_not_convert(load_library)()
+
+
 def unavailable() -> str | None:
     """``None`` when the op is ready (loaded, or built now, once); else one line: what is missing, how to get it.
 
@@ -191,7 +198,7 @@ def conv2d(x, filters, strides: int | Sequence[int] = 1, padding: str = "VALID")
     """
     tf = import_tensorflow()
     x, filters, strides, padding = _conv_inputs(tf, x, filters, strides, padding)
-    return load_library().lab_conv2d(x, filters, strides=strides, padding=padding)
+    return _loaded(tf).lab_conv2d(x, filters, strides=strides, padding=padding)
 
 
 def fused_conv2d(x, filters, bias, strides: int | Sequence[int] = 1, padding: str = "VALID",
@@ -222,7 +229,7 @@ def fused_conv2d(x, filters, bias, strides: int | Sequence[int] = 1, padding: st
         bias.shape.rank == 1 and (None in (out_c, bias.shape[0]) or bias.shape[0] == out_c)
     ):
         raise ValueError(f"bias must have shape (out_channels,) = ({out_c},), got {bias.shape}")
-    return load_library().lab_fused_conv2d(
+    return _loaded(tf).lab_fused_conv2d(
         x, filters, bias, strides=strides, padding=padding, activation=activation.lower()
     )
 
@@ -230,7 +237,7 @@ def fused_conv2d(x, filters, bias, strides: int | Sequence[int] = 1, padding: st
 def conv2d_backprop_input(input_sizes, filters, out_backprop, strides=1, padding="VALID"):
     """Gradient of :func:`conv2d` w.r.t. its input, of shape ``input_sizes`` (4 ints)."""
     tf = import_tensorflow()
-    return load_library().lab_conv2d_backprop_input(
+    return _loaded(tf).lab_conv2d_backprop_input(
         tf.cast(input_sizes, tf.int32),
         filters,
         out_backprop,
@@ -242,6 +249,6 @@ def conv2d_backprop_input(input_sizes, filters, out_backprop, strides=1, padding
 def conv2d_backprop_filter(x, filter_sizes, out_backprop, strides=1, padding="VALID"):
     """Gradient of :func:`conv2d` w.r.t. its filters, of shape ``filter_sizes`` (4 ints)."""
     tf = import_tensorflow()
-    return load_library().lab_conv2d_backprop_filter(
+    return _loaded(tf).lab_conv2d_backprop_filter(
         x, tf.cast(filter_sizes, tf.int32), out_backprop, strides=_strides(strides), padding=_padding(padding)
     )

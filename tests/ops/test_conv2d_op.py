@@ -381,3 +381,23 @@ def test_the_fused_kernel_validates_the_bias_it_is_given():
 
     with pytest.raises(tf.errors.InvalidArgumentError, match="bias must have shape"):
         unknown(tf.ones([2, 1]))
+
+
+def test_a_first_call_inside_tf_function_loads_the_op_without_an_autograph_warning(tmp_path):
+    """A model's first fit() calls the op inside a tf.function; loading it there must print nothing."""
+    import subprocess
+    import sys
+
+    script = (
+        "from cnnlab.env import import_tensorflow\n"
+        "tf = import_tensorflow()\n"
+        "from cnnlab import ops\n"
+        "run = tf.function(lambda x: ops.fused_conv2d(x, tf.ones([3, 3, 1, 2]), tf.zeros([2]), activation='relu'))\n"
+        "print(run(tf.ones([1, 5, 5, 1])).shape)\n"
+    )
+    path = tmp_path / "first_fit.py"  # a file: AutoGraph converts what it can read the source of, unlike -c
+    path.write_text(script)
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("(1, 3, 3, 2)")
+    assert "AutoGraph" not in done.stderr and "report this to the TensorFlow team" not in done.stderr, done.stderr[-2000:]
