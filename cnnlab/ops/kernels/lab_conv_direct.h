@@ -356,12 +356,14 @@ inline void Runs(int64_t begin, int64_t end, int64_t stride, int64_t pad, int64_
   }
 }
 
-// Per-thread buffers, reused across the units a thread runs.
+// Per-thread buffers, reused across the units a thread runs in one call of the op
+// (one geometry).
 template <typename T>
 struct Scratch {
   std::vector<T> band;
   std::vector<int64_t> taps, pixels, outputs;
   std::vector<Run> rows, cols;
+  std::vector<int64_t> filter_taps;  // ForwardRows's table of tap offsets, laid out by its first unit
 };
 
 // y rows [oh0, oh1) of one image: image (in_h, in_w, in_c), w (K, out_c), y_image (out_h, out_w, out_c).
@@ -379,6 +381,14 @@ void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1
   Runs(0, g.out_w, g.stride_w, g.pad_left, g.filter_w, g.in_w, &s->cols);
   if (ahead != nullptr) ahead->Spread(TileCount<T>((oh1 - oh0) * g.out_w, g.out_c));
   const int64_t c = g.in_c, pitch = g.in_w * c;
+  // Where each tap (fy, fx, ch) of the filter lies from a pixel's tap (0, 0), in the filter's
+  // order. Every block's taps are a prefix of this table: the first taps_fx columns of one
+  // filter row, or the first taps_fy whole rows. Laid out once per runner, not per block.
+  if (s->filter_taps.empty()) {
+    for (int64_t fy = 0; fy < g.filter_h; ++fy)
+      for (int64_t fx = 0; fx < g.filter_w; ++fx)
+        for (int64_t ch = 0; ch < c; ++ch) s->filter_taps.push_back(fy * pitch + fx * c + ch);
+  }
   for (const Run& row : s->rows) {
     for (const Run& col : s->cols) {
       s->pixels.clear();
@@ -397,14 +407,10 @@ void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1
       }
       const bool whole_rows = col.taps.lo == 0 && col.taps.hi == g.filter_w;
       const int64_t taps_fx = col.taps.hi - col.taps.lo, taps_fy = whole_rows ? row.taps.hi - row.taps.lo : 1;
-      s->taps.clear();
-      for (int64_t fy = 0; fy < taps_fy; ++fy)
-        for (int64_t fx = 0; fx < taps_fx; ++fx)
-          for (int64_t ch = 0; ch < c; ++ch) s->taps.push_back(fy * pitch + fx * c + ch);
-      const int64_t J = static_cast<int64_t>(s->taps.size());
+      const int64_t J = taps_fy * taps_fx * c;
       for (int64_t fy = row.taps.lo; fy < row.taps.hi; fy += taps_fy) {
         // Filter rows from tap (fy, col.taps.lo); the pixels' taps one filter row further down for each fy.
-        Product(image + (fy - row.taps.lo) * pitch, s->pixels.data(), pixels, s->taps.data(), J,
+        Product(image + (fy - row.taps.lo) * pitch, s->pixels.data(), pixels, s->filter_taps.data(), J,
                 w + (fy * g.filter_w + col.taps.lo) * c * g.out_c, g.out_c, y_image, s->outputs.data(), g.out_c,
                 /*accumulate=*/fy > row.taps.lo, ahead);
       }
