@@ -342,10 +342,13 @@ def test_fused_zero_sized_cases_give_the_bias_where_there_is_nothing_to_sum(case
     np.testing.assert_array_equal(dbias, pixels * passed.astype(np.float32))
 
 
-def test_fused_relu_keeps_nan_as_tensorflow_does():
+@pytest.mark.parametrize("out_c", [1, 16])  # GEMM path, direct kernel (finished in its tiles)
+def test_fused_relu_keeps_nan_as_tensorflow_does(out_c):
     x = tf.constant([[[[np.nan]], [[-1.0]], [[2.0]]]])  # (1, 3, 1, 1)
-    y = ops.fused_conv2d(x, tf.ones([1, 1, 1, 1]), tf.zeros([1]), activation="relu")
-    np.testing.assert_array_equal(y, tf.nn.relu(x))
+    w, bias = tf.ones([1, 1, 1, out_c]), tf.zeros([out_c])
+    y = ops.fused_conv2d(x, w, bias, activation="relu").numpy()
+    np.testing.assert_array_equal(y, tf.nn.relu(tf.nn.conv2d(x, w, 1, "VALID") + bias))
+    assert np.isnan(y[0, 0, 0]).all() and (y[0, 1, 0] == 0).all()
 
 
 @pytest.mark.parametrize(

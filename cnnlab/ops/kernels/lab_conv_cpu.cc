@@ -135,7 +135,8 @@ Direct DirectKernelFor(const ConvGeometry& g) {
 }
 
 // Runs the direct forward kernel over every (image, band) of geometry g, in
-// parallel, each band finished by `epilogue`. w is (K, out_c), or for
+// parallel, each output finished by `epilogue` (in the tiles' registers, or for
+// kFewOutputs over each band once it is complete). w is (K, out_c), or for
 // kFewOutputs (out_c, fh * fw, in_c).
 template <typename T>
 void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, const T* x, const T* w, T* y,
@@ -151,6 +152,7 @@ void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, con
   auto* workers = Workers(ctx);
   const int64_t runners = std::max<int64_t>(1, std::min<int64_t>(units, workers->NumThreads()));
   std::atomic<int64_t> next_unit{0};
+  const direct::Finish<T> finish{epilogue.bias, epilogue.relu};
   workers->ParallelFor(runners, std::numeric_limits<int32_t>::max(), [&](int64_t, int64_t) {
     direct::Scratch<T> scratch;
     // A runner claims its next unit before it starts this one, so that this one can fetch the next one's memory.
@@ -158,18 +160,19 @@ void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, con
       following = next_unit++;
       const int64_t n = unit / bands, oh = (unit % bands) * band;
       const int64_t last = std::min(g.out_h, oh + band);
-      if (kind == Direct::kFewOutputs) {
+      if (kind == Direct::kFewOutputs) {  // one dot product per output: finished over the band once it is done
         direct::ForwardRowsFewOutputs(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch);
-      } else {
-        direct::Ahead ahead;
-        if (following < units) {
-          const int64_t next_n = following / bands, next_oh = (following % bands) * band;
-          ahead = direct::RowsAhead(g, x + next_n * image_in, next_oh, std::min(g.out_h, next_oh + band),
-                                    y + next_n * image_out);
-        }
-        direct::ForwardRows(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch, &ahead);
+        ApplyEpilogue(epilogue, (last - oh) * g.out_w, g.out_c, y + n * image_out + oh * g.out_w * g.out_c);
+        continue;
       }
-      ApplyEpilogue(epilogue, (last - oh) * g.out_w, g.out_c, y + n * image_out + oh * g.out_w * g.out_c);
+      direct::Ahead ahead;
+      if (following < units) {
+        const int64_t next_n = following / bands, next_oh = (following % bands) * band;
+        ahead = direct::RowsAhead(g, x + next_n * image_in, next_oh, std::min(g.out_h, next_oh + band),
+                                  y + next_n * image_out);
+      }
+      direct::ForwardRows(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch,
+                          epilogue.Any() ? &finish : nullptr, &ahead);
     }
   });
 }

@@ -82,12 +82,28 @@ __attribute__((always_inline)) inline void MultiplyAddBroadcast(V& acc, const V&
   acc += (*scalar - V{}) * b;
 }
 
+// What the fused op does to a finished sum before it is stored: add the bias
+// of its column (bias[0:N], or none), then ReLU if asked. Applied in registers
+// by the tile that computes the last term, so it costs no pass over memory.
+template <typename T>
+struct Finish {
+  const T* bias = nullptr;
+  bool relu = false;
+
+  bool Any() const { return bias != nullptr || relu; }
+  Finish At(int64_t column) const { return {bias == nullptr ? nullptr : bias + column, relu}; }
+  T Of(int64_t column, T sum) const {
+    if (bias != nullptr) sum += bias[column];
+    return relu && sum < T(0) ? T(0) : sum;  // NaN stays NaN
+  }
+};
+
 // c[c_off[i] + 0 : NV*lanes] (+)= sum_{j < J} src[row_off[i] + col_off[j]] * b[j * b_stride + 0 : NV*lanes]
-// for i < MR.
+// for i < MR, each sum finished by `finish` (none when null) before it is stored.
 template <typename T, int MR, int NV>
 __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row_off, const int64_t* col_off,
                                                 int64_t J, const T* b, int64_t b_stride, T* c, const int64_t* c_off,
-                                                bool accumulate) {
+                                                bool accumulate, const Finish<T>* finish) {
   using V = typename Simd<T>::Vector;
   constexpr int L = Simd<T>::kLanes;
   const T* a[MR];
@@ -116,6 +132,21 @@ __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row
       for (int v = 0; v < NV; ++v) MultiplyAddBroadcast(acc[i][v], bv[v], a[i] + offset);
     }
   }
+  if (finish != nullptr) {
+    V bias[NV] = {};
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      if (finish->bias != nullptr) bias[v] = Simd<T>::Load(finish->bias + v * L);
+    const bool relu = finish->relu;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        acc[i][v] += bias[v];  // + 0 where there is no bias: a sum of -0 becomes +0, as TensorFlow's would
+        if (relu) acc[i][v] = acc[i][v] < V{} ? V{} : acc[i][v];  // NaN stays NaN
+      }
+    }
+  }
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
@@ -127,15 +158,17 @@ __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row
 // a full tile (a first layer's filter gradient has 9), computes no row it does not store.
 template <typename T, int MR, int NV>
 inline void TileOf(int rows, const T* src, const int64_t* row_off, const int64_t* col_off, int64_t J, const T* b,
-                   int64_t b_stride, T* c, const int64_t* c_off, bool accumulate) {
+                   int64_t b_stride, T* c, const int64_t* c_off, bool accumulate, const Finish<T>* finish) {
   if constexpr (MR > 1) {
-    if (rows < MR) return TileOf<T, MR - 1, NV>(rows, src, row_off, col_off, J, b, b_stride, c, c_off, accumulate);
+    if (rows < MR) {
+      return TileOf<T, MR - 1, NV>(rows, src, row_off, col_off, J, b, b_stride, c, c_off, accumulate, finish);
+    }
   }
   // A constant flag, so that the accumulators stay in registers and the loads and stores unroll.
   if (accumulate) {
-    Tile<T, MR, NV>(src, row_off, col_off, J, b, b_stride, c, c_off, true);
+    Tile<T, MR, NV>(src, row_off, col_off, J, b, b_stride, c, c_off, true, finish);
   } else {
-    Tile<T, MR, NV>(src, row_off, col_off, J, b, b_stride, c, c_off, false);
+    Tile<T, MR, NV>(src, row_off, col_off, J, b, b_stride, c, c_off, false, finish);
   }
 }
 
@@ -196,23 +229,28 @@ int64_t TileCount(int64_t n_rows, int64_t n_cols) {
 
 // All rows [0, n_rows) of c, columns [0, n_cols), row i at c + c_off[i]: tiles
 // of MR rows by up to four vectors, with MR as large as the registers allow for
-// that width. `ahead`, if given, takes one Step() per tile.
+// that width. `finish`, if given, finishes every sum as it is stored (this
+// product must then add the last terms); `ahead`, if given, takes one Step() per tile.
 template <typename T>
 void Product(const T* src, const int64_t* row_off, int64_t n_rows, const int64_t* col_off, int64_t J, const T* b,
-             int64_t b_stride, T* c, const int64_t* c_off, int64_t n_cols, bool accumulate, Ahead* ahead = nullptr) {
+             int64_t b_stride, T* c, const int64_t* c_off, int64_t n_cols, bool accumulate,
+             const Finish<T>* finish = nullptr, Ahead* ahead = nullptr) {
   for (int64_t col = 0; col < n_cols;) {
     const auto [tile_rows, vectors] = TileShape<T>(n_cols - col);
     const T* b_col = b + col;
     T* c_col = c + col;
+    Finish<T> finish_col;
+    if (finish != nullptr) finish_col = finish->At(col);
+    const Finish<T>* f = finish != nullptr ? &finish_col : nullptr;
     for (int64_t r = 0; r < n_rows; r += tile_rows) {
       if (ahead != nullptr) ahead->Step();
       const int rows = static_cast<int>(std::min<int64_t>(tile_rows, n_rows - r));
       if (vectors == 4) {
-        TileOf<T, kRows4, 4>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col, c_off + r, accumulate);
+        TileOf<T, kRows4, 4>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col, c_off + r, accumulate, f);
       } else if (vectors == 2) {
-        TileOf<T, kRows2, 2>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col, c_off + r, accumulate);
+        TileOf<T, kRows2, 2>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col, c_off + r, accumulate, f);
       } else {
-        TileOf<T, kRows1, 1>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col, c_off + r, accumulate);
+        TileOf<T, kRows1, 1>(rows, src, row_off + r, col_off, J, b_col, b_stride, c_col, c_off + r, accumulate, f);
       }
     }
     col += vectors * Simd<T>::kLanes;
@@ -376,7 +414,7 @@ struct Scratch {
 // each adding to the last.
 template <typename T>
 void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1, const T* w, T* y_image,
-                 Scratch<T>* s, Ahead* ahead = nullptr) {
+                 Scratch<T>* s, const Finish<T>* finish = nullptr, Ahead* ahead = nullptr) {
   Runs(oh0, oh1, g.stride_h, g.pad_top, g.filter_h, g.in_h, &s->rows);
   Runs(0, g.out_w, g.stride_w, g.pad_left, g.filter_w, g.in_w, &s->cols);
   if (ahead != nullptr) ahead->Spread(TileCount<T>((oh1 - oh0) * g.out_w, g.out_c));
@@ -402,7 +440,8 @@ void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1
         }
       const int64_t pixels = static_cast<int64_t>(s->pixels.size());
       if (row.taps.hi <= row.taps.lo || col.taps.hi <= col.taps.lo) {  // every tap is padding: a sum of no terms
-        for (int64_t i = 0; i < pixels; ++i) std::fill_n(y_image + s->outputs[i], g.out_c, T(0));
+        for (int64_t i = 0; i < pixels; ++i)
+          for (int64_t o = 0; o < g.out_c; ++o) y_image[s->outputs[i] + o] = finish ? finish->Of(o, T(0)) : T(0);
         continue;
       }
       const bool whole_rows = col.taps.lo == 0 && col.taps.hi == g.filter_w;
@@ -410,9 +449,10 @@ void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1
       const int64_t J = taps_fy * taps_fx * c;
       for (int64_t fy = row.taps.lo; fy < row.taps.hi; fy += taps_fy) {
         // Filter rows from tap (fy, col.taps.lo); the pixels' taps one filter row further down for each fy.
+        const bool last = fy + taps_fy >= row.taps.hi;
         Product(image + (fy - row.taps.lo) * pitch, s->pixels.data(), pixels, s->filter_taps.data(), J,
                 w + (fy * g.filter_w + col.taps.lo) * c * g.out_c, g.out_c, y_image, s->outputs.data(), g.out_c,
-                /*accumulate=*/fy > row.taps.lo, ahead);
+                /*accumulate=*/fy > row.taps.lo, last ? finish : nullptr, ahead);
       }
     }
   }
