@@ -11,7 +11,7 @@ from cnnlab.conv import padding_amounts
 
 
 def reference(x, w, dy, strides, padding):
-    """y, dx, dw in float64 by im2col: an implementation independent of the CUDA one."""
+    """y, dx, dw in float64 by im2col: an implementation independent of the CUDA one (y alone when dy is None)."""
     n, h, wd, c = x.shape
     fh, fw, _, k = w.shape
     (top, bottom), (left, right) = (
@@ -29,6 +29,8 @@ def reference(x, w, dy, strides, padding):
     matrix = patches.reshape(n * out_h * out_w, fh * fw * c)
     w_matrix = w.reshape(fh * fw * c, k)  # explicit sizes: a -1 cannot be inferred when a size is 0
     y = (matrix @ w_matrix).reshape(n, out_h, out_w, k)
+    if dy is None:
+        return y
     dy_matrix = dy.reshape(n * out_h * out_w, k)
     dw = (matrix.T @ dy_matrix).reshape(w.shape)
     dpatches = (dy_matrix @ w_matrix.T).reshape(patches.shape)
@@ -36,6 +38,12 @@ def reference(x, w, dy, strides, padding):
     np.add.at(dxp, (slice(None), iy, ix, slice(None)), dpatches)
     dx = dxp[:, top : top + h, left : left + wd, :]
     return y, dx, dw
+
+
+def fused_reference(x, w, bias, strides, padding, activation):
+    """activation(y + bias) in float64, y the forward pass above; activation 'linear' or 'relu'."""
+    y = reference(x, w, None, strides, padding) + bias
+    return np.maximum(y, 0) if activation == "relu" else y
 
 
 # The same shapes as the CPU tests' corners, plus the benchmark's layers.

@@ -21,7 +21,7 @@ from pathlib import Path
 import cuda_on_cpu_child  # tests/ is on sys.path
 import numpy as np
 import pytest
-from conv_reference import CASES, reference
+from conv_reference import CASES, fused_reference, reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,8 +131,7 @@ def test_the_fused_forward_finishes_each_output_with_its_bias_and_activation(chi
     rng = np.random.default_rng(3)
     x, w, bias = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[3])
     g = geometry(x_shape, w_shape, strides, padding)
-    y = reference(x, w, np.zeros((g.batch, g.out_h, g.out_w, g.out_c)), strides, padding)[0] + bias
-    expected = np.maximum(y, 0) if activation == "relu" else y
+    expected = fused_reference(x, w, bias, strides, padding, activation)
     fields = tuple(getattr(g, name) for name, _ in Geometry._fields_)
     got, outside = child.run(str(kernels), dtype, fields, x, w, bias, activation, expected.shape, "shuffled",
                              function=cuda_on_cpu_child.run_fused_forward)  # fmt: skip

@@ -1,6 +1,6 @@
-// Geometry of one NHWC convolution: sizes, strides and TensorFlow's padding.
-// Plain C++ with no TensorFlow header, shared by the CPU kernel, the CUDA
-// kernels (lab_conv_kernels.cu) and the op registration.
+// Geometry of one NHWC convolution: sizes, strides and TensorFlow's padding;
+// and the fused op's epilogue. Plain C++ with no TensorFlow header, shared by
+// the CPU kernel, the CUDA kernels (lab_conv_kernels.cu) and the op registration.
 #ifndef CNNLAB_CONV_GEOMETRY_H_
 #define CNNLAB_CONV_GEOMETRY_H_
 
@@ -41,6 +41,24 @@ inline bool WindowedOutputSize(int64_t in, int64_t filter, int64_t stride, bool 
   *pad_before = 0;
   return true;
 }
+
+// What LabFusedConv2D does to each output once its sum is complete: add the
+// bias of its output channel (bias (out_c,), or none), then ReLU if asked.
+// The default, no bias and linear, leaves the sum as it is. (The CUDA kernels
+// apply the same rule in ForwardProblem::finish, on the device.)
+template <typename T>
+struct Epilogue {
+  const T* bias = nullptr;
+  bool relu = false;
+
+  bool Any() const { return bias != nullptr || relu; }
+  // The same epilogue for the outputs from channel `column` on.
+  Epilogue At(int64_t column) const { return {bias == nullptr ? nullptr : bias + column, relu}; }
+  T Of(int64_t column, T sum) const {
+    if (bias != nullptr) sum += bias[column];
+    return relu && sum < T(0) ? T(0) : sum;  // NaN stays NaN
+  }
+};
 
 }  // namespace cnnlab
 

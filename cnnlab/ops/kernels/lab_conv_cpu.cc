@@ -114,13 +114,8 @@ tensorflow::thread::ThreadPool* Workers(OpKernelContext* ctx) {
 template <typename T>
 void ApplyEpilogue(const Epilogue<T>& epilogue, int64_t pixels, int64_t channels, T* y) {
   if (!epilogue.Any()) return;
-  const T* bias = epilogue.bias;
-  const bool relu = epilogue.relu;
   for (int64_t p = 0; p < pixels; ++p, y += channels) {
-    for (int64_t c = 0; c < channels; ++c) {
-      const T v = bias != nullptr ? y[c] + bias[c] : y[c];
-      y[c] = relu && v < T(0) ? T(0) : v;  // NaN stays NaN
-    }
+    for (int64_t c = 0; c < channels; ++c) y[c] = epilogue.Of(c, y[c]);
   }
 }
 
@@ -152,7 +147,6 @@ void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, con
   auto* workers = Workers(ctx);
   const int64_t runners = std::max<int64_t>(1, std::min<int64_t>(units, workers->NumThreads()));
   std::atomic<int64_t> next_unit{0};
-  const direct::Finish<T> finish{epilogue.bias, epilogue.relu};
   workers->ParallelFor(runners, std::numeric_limits<int32_t>::max(), [&](int64_t, int64_t) {
     direct::Scratch<T> scratch;
     // A runner claims its next unit before it starts this one, so that this one can fetch the next one's memory.
@@ -172,7 +166,7 @@ void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, con
                                   y + next_n * image_out);
       }
       direct::ForwardRows(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch,
-                          epilogue.Any() ? &finish : nullptr, &ahead);
+                          epilogue.Any() ? &epilogue : nullptr, &ahead);
     }
   });
 }

@@ -82,28 +82,12 @@ __attribute__((always_inline)) inline void MultiplyAddBroadcast(V& acc, const V&
   acc += (*scalar - V{}) * b;
 }
 
-// What the fused op does to a finished sum before it is stored: add the bias
-// of its column (bias[0:N], or none), then ReLU if asked. Applied in registers
-// by the tile that computes the last term, so it costs no pass over memory.
-template <typename T>
-struct Finish {
-  const T* bias = nullptr;
-  bool relu = false;
-
-  bool Any() const { return bias != nullptr || relu; }
-  Finish At(int64_t column) const { return {bias == nullptr ? nullptr : bias + column, relu}; }
-  T Of(int64_t column, T sum) const {
-    if (bias != nullptr) sum += bias[column];
-    return relu && sum < T(0) ? T(0) : sum;  // NaN stays NaN
-  }
-};
-
 // c[c_off[i] + 0 : NV*lanes] (+)= sum_{j < J} src[row_off[i] + col_off[j]] * b[j * b_stride + 0 : NV*lanes]
-// for i < MR, each sum finished by `finish` (none when null) before it is stored.
+// for i < MR, each sum finished by `epilogue` (none when null) in registers before it is stored.
 template <typename T, int MR, int NV>
 __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row_off, const int64_t* col_off,
                                                 int64_t J, const T* b, int64_t b_stride, T* c, const int64_t* c_off,
-                                                bool accumulate, const Finish<T>* finish) {
+                                                bool accumulate, const Epilogue<T>* epilogue) {
   using V = typename Simd<T>::Vector;
   constexpr int L = Simd<T>::kLanes;
   const T* a[MR];
@@ -132,12 +116,12 @@ __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row
       for (int v = 0; v < NV; ++v) MultiplyAddBroadcast(acc[i][v], bv[v], a[i] + offset);
     }
   }
-  if (finish != nullptr) {
+  if (epilogue != nullptr) {
     V bias[NV] = {};
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v)
-      if (finish->bias != nullptr) bias[v] = Simd<T>::Load(finish->bias + v * L);
-    const bool relu = finish->relu;
+      if (epilogue->bias != nullptr) bias[v] = Simd<T>::Load(epilogue->bias + v * L);
+    const bool relu = epilogue->relu;
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
@@ -158,17 +142,17 @@ __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row
 // a full tile (a first layer's filter gradient has 9), computes no row it does not store.
 template <typename T, int MR, int NV>
 inline void TileOf(int rows, const T* src, const int64_t* row_off, const int64_t* col_off, int64_t J, const T* b,
-                   int64_t b_stride, T* c, const int64_t* c_off, bool accumulate, const Finish<T>* finish) {
+                   int64_t b_stride, T* c, const int64_t* c_off, bool accumulate, const Epilogue<T>* epilogue) {
   if constexpr (MR > 1) {
     if (rows < MR) {
-      return TileOf<T, MR - 1, NV>(rows, src, row_off, col_off, J, b, b_stride, c, c_off, accumulate, finish);
+      return TileOf<T, MR - 1, NV>(rows, src, row_off, col_off, J, b, b_stride, c, c_off, accumulate, epilogue);
     }
   }
   // A constant flag, so that the accumulators stay in registers and the loads and stores unroll.
   if (accumulate) {
-    Tile<T, MR, NV>(src, row_off, col_off, J, b, b_stride, c, c_off, true, finish);
+    Tile<T, MR, NV>(src, row_off, col_off, J, b, b_stride, c, c_off, true, epilogue);
   } else {
-    Tile<T, MR, NV>(src, row_off, col_off, J, b, b_stride, c, c_off, false, finish);
+    Tile<T, MR, NV>(src, row_off, col_off, J, b, b_stride, c, c_off, false, epilogue);
   }
 }
 
@@ -229,19 +213,19 @@ int64_t TileCount(int64_t n_rows, int64_t n_cols) {
 
 // All rows [0, n_rows) of c, columns [0, n_cols), row i at c + c_off[i]: tiles
 // of MR rows by up to four vectors, with MR as large as the registers allow for
-// that width. `finish`, if given, finishes every sum as it is stored (this
+// that width. `epilogue`, if given, finishes every sum as it is stored (this
 // product must then add the last terms); `ahead`, if given, takes one Step() per tile.
 template <typename T>
 void Product(const T* src, const int64_t* row_off, int64_t n_rows, const int64_t* col_off, int64_t J, const T* b,
              int64_t b_stride, T* c, const int64_t* c_off, int64_t n_cols, bool accumulate,
-             const Finish<T>* finish = nullptr, Ahead* ahead = nullptr) {
+             const Epilogue<T>* epilogue = nullptr, Ahead* ahead = nullptr) {
   for (int64_t col = 0; col < n_cols;) {
     const auto [tile_rows, vectors] = TileShape<T>(n_cols - col);
     const T* b_col = b + col;
     T* c_col = c + col;
-    Finish<T> finish_col;
-    if (finish != nullptr) finish_col = finish->At(col);
-    const Finish<T>* f = finish != nullptr ? &finish_col : nullptr;
+    Epilogue<T> epilogue_col;
+    if (epilogue != nullptr) epilogue_col = epilogue->At(col);
+    const Epilogue<T>* f = epilogue != nullptr ? &epilogue_col : nullptr;
     for (int64_t r = 0; r < n_rows; r += tile_rows) {
       if (ahead != nullptr) ahead->Step();
       const int rows = static_cast<int>(std::min<int64_t>(tile_rows, n_rows - r));
@@ -414,7 +398,7 @@ struct Scratch {
 // each adding to the last.
 template <typename T>
 void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1, const T* w, T* y_image,
-                 Scratch<T>* s, const Finish<T>* finish = nullptr, Ahead* ahead = nullptr) {
+                 Scratch<T>* s, const Epilogue<T>* epilogue = nullptr, Ahead* ahead = nullptr) {
   Runs(oh0, oh1, g.stride_h, g.pad_top, g.filter_h, g.in_h, &s->rows);
   Runs(0, g.out_w, g.stride_w, g.pad_left, g.filter_w, g.in_w, &s->cols);
   if (ahead != nullptr) ahead->Spread(TileCount<T>((oh1 - oh0) * g.out_w, g.out_c));
@@ -441,7 +425,7 @@ void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1
       const int64_t pixels = static_cast<int64_t>(s->pixels.size());
       if (row.taps.hi <= row.taps.lo || col.taps.hi <= col.taps.lo) {  // every tap is padding: a sum of no terms
         for (int64_t i = 0; i < pixels; ++i)
-          for (int64_t o = 0; o < g.out_c; ++o) y_image[s->outputs[i] + o] = finish ? finish->Of(o, T(0)) : T(0);
+          for (int64_t o = 0; o < g.out_c; ++o) y_image[s->outputs[i] + o] = epilogue ? epilogue->Of(o, T(0)) : T(0);
         continue;
       }
       const bool whole_rows = col.taps.lo == 0 && col.taps.hi == g.filter_w;
@@ -452,7 +436,7 @@ void ForwardRows(const ConvGeometry& g, const T* image, int64_t oh0, int64_t oh1
         const bool last = fy + taps_fy >= row.taps.hi;
         Product(image + (fy - row.taps.lo) * pitch, s->pixels.data(), pixels, s->filter_taps.data(), J,
                 w + (fy * g.filter_w + col.taps.lo) * c * g.out_c, g.out_c, y_image, s->outputs.data(), g.out_c,
-                /*accumulate=*/fy > row.taps.lo, last ? finish : nullptr, ahead);
+                /*accumulate=*/fy > row.taps.lo, last ? epilogue : nullptr, ahead);
       }
     }
   }

@@ -21,17 +21,6 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 
-// What LabFusedConv2D does to each output once its sum is complete, while the
-// output is still in registers or cache: add the bias of its channel, then the
-// activation. The default, no bias and linear, leaves the sum as it is.
-template <typename T>
-struct Epilogue {
-  const T* bias = nullptr;  // (out_c,), or none
-  bool relu = false;        // max(v, 0); NaN stays NaN
-
-  bool Any() const { return bias != nullptr || relu; }
-};
-
 // The device-specific work. Pointers are to device memory of the op's device;
 // every output element must be written (outputs are not pre-zeroed).
 template <typename Device, typename T>
