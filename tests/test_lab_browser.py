@@ -118,9 +118,16 @@ def test_every_notebook_opens_with_its_figures_and_no_errors(lab, folder, name):
     assert page.errors == []
 
 
-def _kernel_busy(server) -> bool:
-    with urllib.request.urlopen(server.page_url("api/kernels"), timeout=10) as response:
-        return any(k["execution_state"] != "idle" for k in json.loads(response.read()))
+def _kernel_busy(server, path: str) -> bool:
+    """Whether the kernel of notebook ``path`` (relative to the server's root) is anything but idle.
+
+    Only that notebook's own session counts: once, a second kernel that JupyterLab started while
+    the page opened never had a client, stayed "starting", and read as busy for the whole 420 s
+    after every cell had run. No session yet counts as busy.
+    """
+    with urllib.request.urlopen(server.page_url("api/sessions"), timeout=10) as response:
+        states = [s["kernel"]["execution_state"] for s in json.loads(response.read()) if s.get("path") == path]
+    return not states or any(state != "idle" for state in states)
 
 
 def _click_run_all(page, attempts: int = 3) -> None:
@@ -141,8 +148,8 @@ def _click_run_all(page, attempts: int = 3) -> None:
     pytest.fail(f"Run > Run All Cells started nothing in {attempts} attempts")
 
 
-def _run_all_settles(server, page, code_cells: int, limit_s: float = 420) -> tuple[int, int, int]:
-    """Wait until Run All has stopped: no prompt queued ([*]) and the kernel idle, three polls running.
+def _run_all_settles(server, page, path: str, code_cells: int, limit_s: float = 420) -> tuple[int, int, int]:
+    """Wait until Run All of notebook ``path`` has stopped: no prompt queued ([*]) and its kernel idle, three polls running.
 
     It stops when every cell has run, and also when a cell raised (JupyterLab then drops the rest of the queue),
     so that an error is reported as itself, not as a timeout. Returns (ran, queued, never started) prompt counts.
@@ -156,12 +163,12 @@ def _run_all_settles(server, page, code_cells: int, limit_s: float = 420) -> tup
         queued = sum("[*]" in p for p in prompts)
         counts = ran, queued, code_cells - ran - queued
         begun = ran > 0 or time.monotonic() - started > 30  # before the first reply, nothing is queued yet either
-        settled = settled + 1 if begun and len(prompts) == code_cells and not queued and not _kernel_busy(server) else 0
+        settled = settled + 1 if begun and len(prompts) == code_cells and not queued and not _kernel_busy(server, path) else 0
         if settled >= 3:
             return counts
         if time.monotonic() > deadline:
             pytest.fail(f"Run All had not stopped after {limit_s:.0f} s: {counts[0]} of {code_cells} code cells ran, "
-                        f"{queued} queued, kernel busy: {_kernel_busy(server)}")  # fmt: skip
+                        f"{queued} queued, kernel busy: {_kernel_busy(server, path)}")  # fmt: skip
         time.sleep(1)
 
 
@@ -171,7 +178,7 @@ def test_run_all_cells_in_the_browser_without_a_compiler(lab, name):
     _open(server, page, "to-run", name)  # its outputs cleared: a prompt gets a number only when its cell has run
     code_cells = sum(cell.cell_type == "code" for cell in nbformat.read(server.root / "to-run" / name, as_version=4).cells)
     _click_run_all(page)
-    ran, queued, blank = _run_all_settles(server, page, code_cells)
+    ran, queued, blank = _run_all_settles(server, page, f"to-run/{name}", code_cells)
     page.screenshot(path=shots / f"ran-{name}.png", full_page=False)
     errors = page.locator(ERRORS)  # JupyterLab shows a traceback with the stderr type too
     stopped = f"{name}: {ran} of {code_cells} code cells ran, {queued} still queued, {blank} never started"
