@@ -8,9 +8,11 @@ It first prints what each CUDA kernel costs an sm_90 SM (``ptxas -v``:
 registers, shared memory, spills, and the occupancy they allow); that needs
 nvcc (``make cuda``), not a GPU.
 
-For each layer (3x3 filters, batch 128) it prints GFLOP/s of the forward pass,
-the input gradient and the filter gradient, ours and the reference, and the
-ratio ours / reference against the layer's target. On the CPU a fourth row,
+On the CPU it then measures the machine's FMA peak (``fma_peak.cc``), the ceiling
+that no convolution passes. For each layer (3x3 filters, batch 128) it prints GFLOP/s
+of the forward pass, the input gradient and the filter gradient, ours and the
+reference (on the CPU each also as a share of the peak), and the ratio ours /
+reference against the layer's target. On the CPU a fourth row,
 ``fwd+bias+relu``, times what a Conv2D layer with a bias and a ReLU runs: our
 fused op against TensorFlow's convolution, bias and ReLU, which its graph
 optimiser fuses into one oneDNN call. On the CPU it then times one
@@ -103,13 +105,16 @@ def interleaved_ratios(ours: Callable[[], object], theirs: Callable[[], object],
     return mine, reference
 
 
-def print_spread_row(layer, passname, mine: list[float], reference: list[float], work, target=None) -> float:
-    """GFLOP/s (medians) and the ratio's median with its min-max over the rounds; returns the median ratio."""
+def print_spread_row(layer, passname, mine: list[float], reference: list[float], work, target=None,
+                     peak: float | None = None) -> float:
+    """GFLOP/s (medians), each as a share of ``peak`` GFLOP/s where known, and the ratio's
+    median with its min-max over the rounds; returns the median ratio."""
     ratios = sorted(r / m for m, r in zip(mine, reference, strict=True))
     ratio = statistics.median(ratios)
     ours, theirs = work / statistics.median(mine) / 1e9, work / statistics.median(reference) / 1e9
+    shares = "      -/-" if peak is None else f"{ours / peak:>5.0%}/{theirs / peak:.0%}"
     verdict = "" if target is None else f"  >= {target}x {'met' if ratio >= target else 'MISSED'}"
-    print(f"{layer:<20} {passname:<16} {ours:>9.1f} {theirs:>11.1f} {ratio:>7.2f}x  "
+    print(f"{layer:<20} {passname:<16} {ours:>9.1f} {theirs:>11.1f} {shares:>9} {ratio:>7.2f}x  "
           f"{ratios[0]:.2f}-{ratios[-1]:.2f}{verdict}", flush=True)  # fmt: skip
     return ratio
 
@@ -139,6 +144,42 @@ def kernel_resources() -> None:
         spills = f"{k.spill_stores}/{k.spill_loads}"
         print(f"{k.problem:<22} {k.dtype:<8} {k.registers:>5} {k.shared_bytes:>7} {spills:>14} {blocks:>10} {share:>9.1%}  {limiter}")
     print()
+
+
+def fma_peak() -> float | None:
+    """GFLOP/s of this machine's fused multiply-adds on the op's threads, or None where not measured.
+
+    ``fma_peak.cc`` is compiled with the op's own ``-march`` flags (so ``--isa avx2`` gets
+    256-bit FMAs) and run on as many threads as the process may use, which is what
+    TensorFlow's thread pool, and so the op, runs on. No convolution can beat this figure
+    in real multiply-adds; the table's GFLOP/s count padding's taps too, which neither
+    implementation multiplies (about 2% of the 56x56 layer's), so a share just under 100%
+    is the ceiling.
+    """
+    import os
+    import subprocess
+    import tempfile
+
+    from cnnlab.ops import build
+
+    source = Path(__file__).with_name("fma_peak.cc")
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        cxx = build._find_cxx()  # noqa: SLF001 -- the op's compiler and flags, not a second guess at them
+        flags = build._arch_flags(cxx)  # noqa: SLF001
+        with tempfile.TemporaryDirectory() as folder:
+            binary = Path(folder) / "fma_peak"
+            subprocess.run([cxx, "-O2", *flags, "-pthread", str(source), "-o", str(binary)],
+                           check=True, capture_output=True, text=True, timeout=120)  # fmt: skip
+            out = subprocess.run([str(binary), str(threads)], check=True, capture_output=True, text=True, timeout=120)
+    except (build.BuildError, OSError, subprocess.SubprocessError) as error:
+        detail = getattr(error, "stderr", None) or error
+        print(f"FMA peak: not measured ({str(detail).strip().splitlines()[-1]})\n")
+        return None
+    gflops, lanes = out.stdout.split()
+    print(f"FMA peak of this machine: {float(gflops):.1f} GF/s ({threads} threads, {32 * int(lanes)}-bit FMAs, "
+          f"benchmarks/fma_peak.cc); 'of peak' below is ours/tf as a share of it\n")  # fmt: skip
+    return float(gflops)
 
 
 def _cpu_passes(tf, ops, x_shape, w_shape, padding):
@@ -180,8 +221,10 @@ def cpu_layers(rounds: int) -> dict[tuple[str, str], float]:
 
     tf = import_tensorflow()
     ops.load_library()
+    peak = fma_peak()
     ratios = {}
-    print(f"{'layer':<20} {'pass':<16} {'ours GF/s':>9} {'tf GF/s':>11} {'ratio':>8}  min-max of {rounds} rounds")
+    print(f"{'layer':<20} {'pass':<16} {'ours GF/s':>9} {'tf GF/s':>11} {'of peak':>9} {'ratio':>8}  "
+          f"min-max of {rounds} rounds")  # fmt: skip
     for name, x_shape, w_shape, padding in LAYERS:
         passes = _cpu_passes(tf, ops, x_shape, w_shape, padding)
         for passname, (ours, theirs) in passes.items():
@@ -189,7 +232,8 @@ def cpu_layers(rounds: int) -> dict[tuple[str, str], float]:
                 ours(), theirs(), rtol=2e-3, atol=2e-3 * np.sqrt(w_shape[0] * w_shape[1] * w_shape[2])
             )
             mine, reference = interleaved_ratios(ours, theirs, rounds)
-            ratio = print_spread_row(name, passname, mine, reference, flops(x_shape, w_shape, padding), TARGET_RATIO[name])
+            work = flops(x_shape, w_shape, padding)
+            ratio = print_spread_row(name, passname, mine, reference, work, TARGET_RATIO[name], peak)
             ratios[name, passname] = ratio
     return ratios
 

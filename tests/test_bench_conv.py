@@ -1,5 +1,6 @@
 """benchmarks/bench_conv.py's bookkeeping: rounds alternate, and each ratio comes with its spread."""
 
+import platform
 import sys
 from pathlib import Path
 
@@ -50,3 +51,34 @@ def test_the_row_gives_the_median_ratio_and_its_min_and_max(capsys):
     assert ratio == 0.5
     line = capsys.readouterr().out
     assert "0.50x  0.25-2.00  >= 1.0x MISSED" in line
+
+
+def test_the_row_gives_each_rate_as_a_share_of_the_machines_peak(capsys):
+    bench_conv.print_spread_row("layer", "forward", [1.0] * 3, [0.5] * 3, work=2e9, target=1.0, peak=4.0)
+    line = capsys.readouterr().out
+    assert " 2.0         4.0   50%/100%    0.50x" in line  # ours 2 GF/s, tf 4 GF/s, of a 4 GF/s peak
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.machine() != "x86_64", reason="fma_peak.cc is x86-64 code")
+def test_the_fma_peak_is_measured_with_the_ops_own_flags(monkeypatch, capsys):
+    from cnnlab.ops import build
+
+    flags = []
+    real = build._arch_flags
+    monkeypatch.setattr(build, "_arch_flags", lambda cxx, system="Linux": flags.append(cxx) or real(cxx, system))
+    peak = bench_conv.fma_peak()
+    assert flags, "the op's -march flags were not asked for"
+    # One 256-bit FMA per cycle at 1 GHz on one thread is 16 GF/s; two 512-bit FMAs per cycle at 6 GHz on 1024 threads is far above anything.
+    assert peak is not None and 16 <= peak <= 64 * 6 * 1024, peak
+    assert f"FMA peak of this machine: {peak:.1f} GF/s" in capsys.readouterr().out
+
+
+def test_without_a_compiler_the_peak_is_said_to_be_unmeasured(monkeypatch, capsys):
+    from cnnlab.ops import build
+
+    def no_compiler(system=None):
+        raise build.BuildError("no C++ compiler found")
+
+    monkeypatch.setattr(build, "_find_cxx", no_compiler)
+    assert bench_conv.fma_peak() is None
+    assert "FMA peak: not measured (no C++ compiler found)" in capsys.readouterr().out

@@ -9,11 +9,14 @@ from cnnlab.grading.pipeline.score import CellResult
 from cnnlab.grading.results.report import feedback_paths, safe_name
 from cnnlab.grading.results.sheet import (
     JOURNAL_FILE,
+    STATUSES,
     Journal,
     SubmissionResult,
     check_unique,
     display_name,
     merge,
+    row_from_dict,
+    row_to_dict,
     write_atomically,  # fmt: skip
 )
 from cnnlab.grading.results.spreadsheet import cell, csv_text, read_cell
@@ -36,6 +39,14 @@ def test_the_journal_keeps_every_finished_row_and_ignores_a_line_cut_short(tmp_p
     rows, why = Journal(tmp_path, HEADER).earlier_rows()
     assert why == "" and [(r.student, r.total) for r in rows] == [("ann", 1.0), ("bob", 2.0)]
     assert Journal.seed_in(tmp_path, {k: v for k, v in HEADER.items() if k != "seed"}) == 3
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_every_status_reads_back_and_no_other_does(status):
+    row = row_to_dict(SubmissionResult("ann", "conv", "ann/conv.ipynb", status, ()))
+    assert row_from_dict(row).status == status
+    with pytest.raises(ValueError, match="status 'Graded' is not one of graded, timeout"):
+        row_from_dict({**row, "status": "Graded"})  # hand-edited: it would have counted as a scored row
 
 
 def test_a_journal_of_other_settings_is_set_aside_not_lost(tmp_path):

@@ -153,6 +153,8 @@ def row_to_dict(result: SubmissionResult) -> dict:
 def row_from_dict(row: dict) -> SubmissionResult:
     """The inverse of :func:`row_to_dict`. Raises ``KeyError``/``TypeError``/``ValueError`` on anything else."""
     verdict = {v: k for k, v in _VERDICT.items()} | {"marked": None}
+    if row["status"] not in STATUSES:  # a hand-edited "Graded" would otherwise read as a scored row of no known kind
+        raise ValueError(f"status {row['status']!r} is not one of {', '.join(STATUSES)}")
     cells = tuple(
         CellResult(c["grade_id"], float(c["points"]), float(c["max"]), verdict[c["result"]], c.get("message", ""),
                    bool(c.get("hidden_tests")), bool(c.get("unrecorded")),
