@@ -3,6 +3,7 @@
     python benchmarks/bench_conv.py                 # CPU: our op vs tf.nn.conv2d (oneDNN)
     python benchmarks/bench_conv.py --device gpu    # GPU: our CUDA kernels vs cuDNN (PyTorch)
     python benchmarks/bench_conv.py --isa avx2      # CPU: an AVX2 build of both, on this CPU
+    python benchmarks/bench_conv.py --no-winograd   # CPU: our direct kernels on the 3x3 layers too
 
 It first prints what each CUDA kernel costs an sm_90 SM (``ptxas -v``:
 registers, shared memory, spills, and the occupancy they allow); that needs
@@ -154,7 +155,9 @@ def fma_peak() -> float | None:
     TensorFlow's thread pool, and so the op, runs on. No convolution can beat this figure
     in real multiply-adds; the table's GFLOP/s count padding's taps too, which neither
     implementation multiplies (about 2% of the 56x56 layer's), so a share just under 100%
-    is the ceiling.
+    is the ceiling for a direct convolution. Winograd's F(2x2, 3x3), which our op runs on
+    3x3 stride-1 layers, does 2.25 times fewer multiply-adds than that count: its shares
+    may pass 100%.
     """
     import os
     import subprocess
@@ -383,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-epoch", action="store_true", help="CPU: skip the MNIST training epoch")
     parser.add_argument("--isa", choices=["native", "avx2"], default="native",
                         help="CPU: avx2 measures an AVX2 build of the op against oneDNN held to AVX2, on this CPU")
+    parser.add_argument("--no-winograd", action="store_true",
+                        help="CPU: run our direct kernels on the 3x3 stride-1 layers too (CNNLAB_CONV_WINOGRAD=0)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1 (5 or more for a spread worth reading), got {args.repeats}")
@@ -390,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.device != "cpu":
             parser.error("--isa avx2 is for --device cpu")
         use_avx2_build()
+    if args.no_winograd:
+        import os
+
+        os.environ["CNNLAB_CONV_WINOGRAD"] = "0"  # read by the op on every call
+        print("Winograd off: our direct kernels on every layer\n")
     kernel_resources()
     if args.device == "gpu":
         gpu_layers(args.repeats)

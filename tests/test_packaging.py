@@ -27,6 +27,6 @@ def test_the_wheel_holds_the_op_sources_and_no_rig(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     kernels = {Path(n).name for n in names if n.startswith("cnnlab/ops/kernels/")}
     assert {"lab_conv_ops.cc", "lab_conv_cpu.cc", "lab_conv_gpu.cc", "lab_conv_kernels.cu", "lab_conv_launchers.h",
-            "conv_geometry.h", "lab_conv_direct.h", "lab_conv_op_kernels.h"} <= kernels  # fmt: skip
+            "conv_geometry.h", "lab_conv_direct.h", "lab_conv_winograd.h", "lab_conv_op_kernels.h"} <= kernels  # fmt: skip
     rigs = [n for n in names if "kernel_rigs" in n or "cuda_on_cpu" in n or "standalone" in n or "resources.py" in n]
     assert rigs == []

@@ -1,5 +1,9 @@
 // CPU kernels, multi-threaded through TensorFlow's intra-op pool.
 //
+// A 3x3, stride-1 forward pass (or input gradient) whose channels all fill
+// whole SIMD vectors runs Winograd's F(2x2, 3x3) (lab_conv_winograd.h), one
+// unit of work per (image, band of 2x2 tile rows). Elsewhere:
+//
 // Where the channels fill whole SIMD vectors (out_c, or in_c for the input
 // gradient, a multiple of 16 floats or 8 doubles with AVX-512), the direct
 // kernels of lab_conv_direct.h run, one unit of work per (image, band of
@@ -16,6 +20,7 @@
 // (P, out_c) per image: no transposes are materialised.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -23,6 +28,7 @@
 #include "Eigen/Core"
 #include "lab_conv_direct.h"
 #include "lab_conv_op_kernels.h"
+#include "lab_conv_winograd.h"
 #include "tensorflow/core/framework/op_kernel.h"
 
 namespace cnnlab {
@@ -171,6 +177,47 @@ void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, con
   });
 }
 
+// Whether a 3x3, stride-1 convolution may run Winograd's algorithm: unless the
+// environment sets CNNLAB_CONV_WINOGRAD=0, read on every call, so that a
+// benchmark or a test can time or check the direct kernels on the same layers.
+bool WinogradAllowed() {
+  const char* setting = std::getenv("CNNLAB_CONV_WINOGRAD");
+  return setting == nullptr || std::strcmp(setting, "0") != 0;
+}
+
+template <typename T>
+bool UseWinograd(const ConvGeometry& g) {
+  return winograd::Applies<T>(g) && WinogradAllowed();
+}
+
+// y = conv(x, w) by Winograd's F(2x2, 3x3) (lab_conv_winograd.h), where
+// winograd::Applies: the filter w (3, 3, in_c, out_c) is transformed once, then
+// runners take units of (image, band of tile rows) as DirectForward's do.
+template <typename T>
+absl::Status WinogradForward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y,
+                             const Epilogue<T>& epilogue = {}) {
+  Tensor transformed;
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                        TensorShape({winograd::kPoints * g.in_c * g.out_c}), &transformed));
+  T* u = transformed.flat<T>().data();
+  winograd::TransformFilter(g, w, u);
+  const int64_t band = winograd::BandTileRows<T>(g), tiles_h = winograd::TilesH(g);
+  const int64_t bands = (tiles_h + band - 1) / band, units = g.batch * bands;
+  const int64_t image_in = g.in_h * g.in_w * g.in_c, image_out = g.out_h * g.out_w * g.out_c;
+  auto* workers = Workers(ctx);
+  const int64_t runners = std::max<int64_t>(1, std::min<int64_t>(units, workers->NumThreads()));
+  std::atomic<int64_t> next_unit{0};
+  workers->ParallelFor(runners, std::numeric_limits<int32_t>::max(), [&](int64_t, int64_t) {
+    winograd::Scratch<T> scratch;
+    for (int64_t unit = next_unit++; unit < units; unit = next_unit++) {
+      const int64_t n = unit / bands, th = (unit % bands) * band;
+      winograd::ForwardTileRows(g, x + n * image_in, th, std::min(tiles_h, th + band), u, y + n * image_out,
+                                &scratch, epilogue.Any() ? &epilogue : nullptr);
+    }
+  });
+  return absl::OkStatus();
+}
+
 // Room for one filter's worth of elements (K * out_c), rearranged for a direct
 // kernel: a TensorFlow temporary, 64-byte aligned like every tensor. (From a
 // std::vector, most of the kernel's vector loads of it would straddle two
@@ -194,6 +241,7 @@ struct ConvFunctor<CPUDevice, T> {
       ApplyEpilogue(epilogue, g.batch * g.patches(), g.out_c, y);
       return absl::OkStatus();
     }
+    if (UseWinograd<T>(g)) return WinogradForward(ctx, g, x, w, y, epilogue);
     const Direct kind = DirectKernelFor<T>(g);
     if (kind == Direct::kVectorsOfOutputs) {
       DirectForward(ctx, kind, g, x, w, y, epilogue);
@@ -240,6 +288,9 @@ struct ConvFunctor<CPUDevice, T> {
       TF_RETURN_IF_ERROR(FilterScratch<T>(ctx, g, &scratch));
       T* flipped = scratch.flat<T>().data();
       direct::FlipTranspose(g, w, flipped, kind == Direct::kFewOutputs);
+      if (kind == Direct::kVectorsOfOutputs && UseWinograd<T>(transposed)) {
+        return WinogradForward(ctx, transposed, dy, flipped, dx);
+      }
       DirectForward(ctx, kind, transposed, dy, flipped, dx);
       return absl::OkStatus();
     }
