@@ -135,6 +135,28 @@ Direct DirectKernelFor(const ConvGeometry& g) {
   return Direct::kNone;
 }
 
+// Calls run(unit, following, &scratch) for every unit in [0, units), in parallel:
+// one runner per pool thread (finer shards put three threads on two cores), each
+// with its own Scratch, taking the next unit until none is left, so that a core
+// that another process slows down takes fewer units instead of holding the others
+// up. Each output element is still computed by one unit in one fixed order, so
+// the result does not depend on which runner took it. A runner claims its next
+// unit before it starts this one (`following`, >= units when there is none), so
+// that this one can fetch the next one's memory.
+template <typename Scratch, typename Run>
+void ForEachUnit(OpKernelContext* ctx, int64_t units, Run run) {
+  auto* workers = Workers(ctx);
+  const int64_t runners = std::max<int64_t>(1, std::min<int64_t>(units, workers->NumThreads()));
+  std::atomic<int64_t> next_unit{0};
+  workers->ParallelFor(runners, std::numeric_limits<int32_t>::max(), [&](int64_t, int64_t) {
+    Scratch scratch;
+    for (int64_t unit = next_unit++, following; unit < units; unit = following) {
+      following = next_unit++;
+      run(unit, following, &scratch);
+    }
+  });
+}
+
 // Runs the direct forward kernel over every (image, band) of geometry g, in
 // parallel, each output finished by `epilogue` (in the tiles' registers, or for
 // kFewOutputs over each band once it is complete). w is (K, out_c), or for
@@ -145,35 +167,22 @@ void DirectForward(OpKernelContext* ctx, Direct kind, const ConvGeometry& g, con
   const int64_t band = direct::BandRows(g), bands = (g.out_h + band - 1) / band;
   const int64_t image_in = g.in_h * g.in_w * g.in_c, image_out = g.out_h * g.out_w * g.out_c;
   const int64_t units = g.batch * bands;
-  // One runner per pool thread (finer shards put three threads on two cores),
-  // each taking the next unit until none is left: a core that another process
-  // slows down takes fewer units instead of holding the others up. Each output
-  // element is still computed by one unit in one fixed order, so the result
-  // does not depend on which runner took it.
-  auto* workers = Workers(ctx);
-  const int64_t runners = std::max<int64_t>(1, std::min<int64_t>(units, workers->NumThreads()));
-  std::atomic<int64_t> next_unit{0};
-  workers->ParallelFor(runners, std::numeric_limits<int32_t>::max(), [&](int64_t, int64_t) {
-    direct::Scratch<T> scratch;
-    // A runner claims its next unit before it starts this one, so that this one can fetch the next one's memory.
-    for (int64_t unit = next_unit++, following; unit < units; unit = following) {
-      following = next_unit++;
-      const int64_t n = unit / bands, oh = (unit % bands) * band;
-      const int64_t last = std::min(g.out_h, oh + band);
-      if (kind == Direct::kFewOutputs) {  // one dot product per output: finished over the band once it is done
-        direct::ForwardRowsFewOutputs(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch);
-        ApplyEpilogue(epilogue, (last - oh) * g.out_w, g.out_c, y + n * image_out + oh * g.out_w * g.out_c);
-        continue;
-      }
-      direct::Ahead ahead;
-      if (following < units) {
-        const int64_t next_n = following / bands, next_oh = (following % bands) * band;
-        ahead = direct::RowsAhead(g, x + next_n * image_in, next_oh, std::min(g.out_h, next_oh + band),
-                                  y + next_n * image_out);
-      }
-      direct::ForwardRows(g, x + n * image_in, oh, last, w, y + n * image_out, &scratch,
-                          epilogue.Any() ? &epilogue : nullptr, &ahead);
+  ForEachUnit<direct::Scratch<T>>(ctx, units, [&](int64_t unit, int64_t following, direct::Scratch<T>* scratch) {
+    const int64_t n = unit / bands, oh = (unit % bands) * band;
+    const int64_t last = std::min(g.out_h, oh + band);
+    if (kind == Direct::kFewOutputs) {  // one dot product per output: finished over the band once it is done
+      direct::ForwardRowsFewOutputs(g, x + n * image_in, oh, last, w, y + n * image_out, scratch);
+      ApplyEpilogue(epilogue, (last - oh) * g.out_w, g.out_c, y + n * image_out + oh * g.out_w * g.out_c);
+      return;
     }
+    direct::Ahead ahead;
+    if (following < units) {
+      const int64_t next_n = following / bands, next_oh = (following % bands) * band;
+      ahead = direct::RowsAhead(g, x + next_n * image_in, next_oh, std::min(g.out_h, next_oh + band),
+                                y + next_n * image_out);
+    }
+    direct::ForwardRows(g, x + n * image_in, oh, last, w, y + n * image_out, scratch,
+                        epilogue.Any() ? &epilogue : nullptr, &ahead);
   });
 }
 
@@ -192,7 +201,7 @@ bool UseWinograd(const ConvGeometry& g) {
 
 // y = conv(x, w) by Winograd's F(2x2, 3x3) (lab_conv_winograd.h), where
 // winograd::Applies: the filter w (3, 3, in_c, out_c) is transformed once, then
-// runners take units of (image, band of tile rows) as DirectForward's do.
+// every (image, band of tile rows) is a unit for ForEachUnit.
 template <typename T>
 absl::Status WinogradForward(OpKernelContext* ctx, const ConvGeometry& g, const T* x, const T* w, T* y,
                              const Epilogue<T>& epilogue = {}) {
@@ -204,16 +213,10 @@ absl::Status WinogradForward(OpKernelContext* ctx, const ConvGeometry& g, const 
   const int64_t band = winograd::BandTileRows<T>(g), tiles_h = winograd::TilesH(g);
   const int64_t bands = (tiles_h + band - 1) / band, units = g.batch * bands;
   const int64_t image_in = g.in_h * g.in_w * g.in_c, image_out = g.out_h * g.out_w * g.out_c;
-  auto* workers = Workers(ctx);
-  const int64_t runners = std::max<int64_t>(1, std::min<int64_t>(units, workers->NumThreads()));
-  std::atomic<int64_t> next_unit{0};
-  workers->ParallelFor(runners, std::numeric_limits<int32_t>::max(), [&](int64_t, int64_t) {
-    winograd::Scratch<T> scratch;
-    for (int64_t unit = next_unit++; unit < units; unit = next_unit++) {
-      const int64_t n = unit / bands, th = (unit % bands) * band;
-      winograd::ForwardTileRows(g, x + n * image_in, th, std::min(tiles_h, th + band), u, y + n * image_out,
-                                &scratch, epilogue.Any() ? &epilogue : nullptr);
-    }
+  ForEachUnit<winograd::Scratch<T>>(ctx, units, [&](int64_t unit, int64_t, winograd::Scratch<T>* scratch) {
+    const int64_t n = unit / bands, th = (unit % bands) * band;
+    winograd::ForwardTileRows(g, x + n * image_in, th, std::min(tiles_h, th + band), u, y + n * image_out, scratch,
+                              epilogue.Any() ? &epilogue : nullptr);
   });
   return absl::OkStatus();
 }

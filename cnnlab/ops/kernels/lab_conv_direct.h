@@ -56,6 +56,16 @@ struct Simd {
   typedef T Unaligned __attribute__((vector_size(kVectorBytes), aligned(sizeof(T)), may_alias));
   static Vector Load(const T* p) { return *reinterpret_cast<const Unaligned*>(p); }
   static void Store(T* p, const Vector& v) { *reinterpret_cast<Unaligned*>(p) = v; }
+
+  // Epilogue<T>::Of for a vector of sums: `bias` holds the vector's bias (zeros where there is none).
+  static Vector Finish(Vector sum, const Vector& bias, bool relu) {
+    sum += bias;  // + 0 where there is no bias: a sum of -0 becomes +0, as TensorFlow's would
+    return relu ? (sum < Vector{} ? Vector{} : sum) : sum;  // NaN stays NaN
+  }
+  // The bias vector of outputs [column, column + lanes), zeros where the epilogue has no bias.
+  static Vector BiasAt(const Epilogue<T>& epilogue, int64_t column) {
+    return epilogue.bias != nullptr ? Load(epilogue.bias + column) : Vector{};
+  }
 };
 
 // Output pixels per band: enough rows of work per unit for a thread, few
@@ -117,18 +127,14 @@ __attribute__((always_inline)) inline void Tile(const T* src, const int64_t* row
     }
   }
   if (epilogue != nullptr) {
-    V bias[NV] = {};
+    V bias[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v)
-      if (epilogue->bias != nullptr) bias[v] = Simd<T>::Load(epilogue->bias + v * L);
+    for (int v = 0; v < NV; ++v) bias[v] = Simd<T>::BiasAt(*epilogue, v * L);
     const bool relu = epilogue->relu;
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        acc[i][v] += bias[v];  // + 0 where there is no bias: a sum of -0 becomes +0, as TensorFlow's would
-        if (relu) acc[i][v] = acc[i][v] < V{} ? V{} : acc[i][v];  // NaN stays NaN
-      }
+      for (int v = 0; v < NV; ++v) acc[i][v] = Simd<T>::Finish(acc[i][v], bias[v], relu);
     }
   }
 #pragma GCC unroll 16

@@ -182,12 +182,9 @@ void ForwardTileRows(const ConvGeometry& g, const T* image, int64_t th0, int64_t
         out[r][1] = a[r][1] - a[r][2] - a[r][3];
       }
       if (epilogue != nullptr) {
-        const Vec bias = epilogue->bias != nullptr ? direct::Simd<T>::Load(epilogue->bias + o) : Vec{};
+        const Vec bias = direct::Simd<T>::BiasAt(*epilogue, o);
         for (int r = 0; r < kOut; ++r)
-          for (int q = 0; q < kOut; ++q) {
-            out[r][q] += bias;  // + 0 where there is no bias: a sum of -0 becomes +0, as TensorFlow's would
-            if (epilogue->relu) out[r][q] = out[r][q] < Vec{} ? Vec{} : out[r][q];  // NaN stays NaN
-          }
+          for (int q = 0; q < kOut; ++q) out[r][q] = direct::Simd<T>::Finish(out[r][q], bias, epilogue->relu);
       }
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t q = 0; q < cols; ++q) direct::Simd<T>::Store(y_tile + (r * g.out_w + q) * c_out + o, out[r][q]);
